@@ -1,0 +1,85 @@
+//! The built-in `lymph` interface every container serves: `ping`, `status`, `inspect`.
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use crate::interface::{CallError, EventHandlerSpec, Interface, InterfaceSpec, MethodSpec};
+use crate::{Context, Error, Event, Value, codec};
+
+/// The version the built-in interface registers with, as Python lymph 0.15 does, so that
+/// Python peers see the same cluster.
+pub const LYMPH_VERSION: &str = "0.15.0";
+
+static SPEC: InterfaceSpec = InterfaceSpec {
+    name: "lymph",
+    version: None,
+    doc: "The built-in interface of every lymph container.",
+    methods: &[
+        MethodSpec { name: "ping", params: &["payload"], help: "Returns `payload`.", raises: &[] },
+        MethodSpec { name: "status", params: &[], help: "Returns the container's endpoint and identity.", raises: &[] },
+        MethodSpec { name: "inspect", params: &[], help: "Lists the methods of every interface.", raises: &[] },
+    ],
+    event_handlers: &[] as &[EventHandlerSpec],
+};
+
+/// The built-in interface.
+#[derive(Debug)]
+pub(crate) struct Builtin;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PingArgs {
+    #[serde(default)]
+    payload: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+fn args<T: serde::de::DeserializeOwned>(method: &str, body: &[u8]) -> Result<T, CallError> {
+    codec::from_msgpack(body).map_err(|e| CallError::BadArguments(format!("lymph.{method}: {e}")))
+}
+
+fn encode(value: &Value) -> Vec<u8> {
+    value.to_msgpack()
+}
+
+impl Interface for Builtin {
+    fn spec(&self) -> &'static InterfaceSpec {
+        &SPEC
+    }
+
+    fn call<'a>(&'a self, ctx: &'a Context, method: &'a str, body: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, CallError>> {
+        Box::pin(async move {
+            match method {
+                "ping" => Ok(encode(&args::<PingArgs>(method, body)?.payload)),
+                "status" => {
+                    args::<NoArgs>(method, body)?;
+                    Ok(encode(&Value::map([("endpoint", ctx.endpoint()), ("identity", ctx.identity())])))
+                }
+                "inspect" => {
+                    args::<NoArgs>(method, body)?;
+                    let mut methods = Vec::new();
+                    for installed in ctx.shared().interfaces.values().flatten() {
+                        let version = installed.version_string().unwrap_or_else(|| "None".to_owned());
+                        for method in installed.interface.spec().methods {
+                            methods.push(Value::map([
+                                ("name", Value::from(format!("{}.{}", installed.name, method.name))),
+                                ("version", Value::from(version.as_str())),
+                                ("params", Value::Array(method.params.iter().map(|p| Value::from(*p)).collect())),
+                                ("help", Value::from(method.help)),
+                            ]));
+                        }
+                    }
+                    Ok(encode(&Value::map([("methods", Value::Array(methods))])))
+                }
+                _ => Err(CallError::UnknownMethod),
+            }
+        })
+    }
+
+    fn handle_event<'a>(&'a self, _ctx: &'a Context, handler: &'a str, _event: &'a Event) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { Err(Error::Config(format!("the lymph interface has no event handler {handler:?}"))) })
+    }
+}

@@ -1,0 +1,510 @@
+//! msgpack exactly as lymph 0.15 writes and reads it.
+//!
+//! # lymph's msgpack conventions
+//!
+//! Python lymph packs every header, body and event with
+//! `msgpack.dumps(obj, use_bin_type=True, default=dump_object)` and unpacks with UTF-8 decoding of
+//! strings. This module and [`Value`](crate::Value) follow the same rules, so the bytes match those
+//! of a Python peer exactly:
+//!
+//! - **str vs bin.** Text is the msgpack *str* family (fixstr, then `str8` for 32 to 255 bytes, so a
+//!   32-character trace id is `d9 20 …`), and bytes are the *bin* family. With
+//!   [`to_msgpack`], a Rust `String`/`&str` is str and a `serde_bytes` buffer is bin; a plain
+//!   `Vec<u8>` is an array of integers, as serde sees it. Strings must be UTF-8 when decoding.
+//!   (Python 2 peers pack their native strings as bin; readers that want to be lenient can use
+//!   [`Value::as_str`](crate::Value::as_str), which also accepts bin holding UTF-8.)
+//! - **Minimal encodings.** Integers, strings, binaries, arrays, maps and ext values use the
+//!   smallest form that fits, as Python's packer does. Non-negative integers are always packed as
+//!   unsigned forms and negative ones as signed forms.
+//! - **Structs are maps.** [`to_msgpack`] writes structs as maps keyed by field name (lymph passes
+//!   keyword arguments as a map), never as arrays.
+//! - **Tagged maps.** Types msgpack has no form for are packed as the two-entry map
+//!   `{"__type__": <name>, "_": <value>}`, with the names `datetime`, `date`, `time`, `Decimal`,
+//!   `UUID`, `set` and `UndefinedType`. [`Value`](crate::Value) decodes them into its tagged
+//!   variants; [`types`](crate::types) has typed counterparts for handler signatures.
+//! - **Ext 101** ([`EMBEDDED_MSGPACK_EXT`]) holds an embedded, already packed msgpack value
+//!   (lymph's `raw_embed`); other ext codes are carried as they are.
+//!
+//! Decoding is strict where lymph's would fail and never panics: a value must be complete, with no
+//! trailing bytes, nest at most [`MAX_DEPTH`] containers deep, and not use the reserved byte `0xc1`.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The ext type code lymph uses for embedded, already packed msgpack (`EMBEDDED_MSGPACK_TYPE`).
+pub const EMBEDDED_MSGPACK_EXT: i8 = 101;
+
+/// How many containers (arrays, maps) deep a decoded value may nest.
+pub const MAX_DEPTH: usize = 256;
+
+/// Why bytes could not be decoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The data ends in the middle of a value.
+    #[error("unexpected end of msgpack data")]
+    UnexpectedEof,
+    /// A msgpack string is not UTF-8.
+    #[error("msgpack string is not valid utf-8")]
+    InvalidUtf8,
+    /// The reserved byte `0xc1` was found where a value starts.
+    #[error("reserved msgpack byte 0xc1")]
+    ReservedByte,
+    /// Containers nest deeper than [`MAX_DEPTH`].
+    #[error("msgpack value nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// Bytes are left over after the value.
+    #[error("{0} trailing bytes after the msgpack value")]
+    TrailingBytes(usize),
+    /// The value is well-formed msgpack but does not have the shape of the requested type.
+    #[error("cannot decode: {0}")]
+    Serde(String),
+}
+
+impl serde::de::Error for DecodeError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        Self::Serde(msg.to_string())
+    }
+}
+
+/// Why a value could not be encoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The value cannot be represented in msgpack, e.g. a map with a key serde cannot write.
+    #[error("cannot encode: {0}")]
+    Serde(String),
+}
+
+impl serde::ser::Error for EncodeError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        Self::Serde(msg.to_string())
+    }
+}
+
+/// Encodes `value` as Python lymph would: structs as maps with field names, strings as str,
+/// `serde_bytes` buffers as bin, integers in their smallest form.
+///
+/// # Errors
+///
+/// When serde reports an error, e.g. a `Serialize` impl that fails.
+pub fn to_msgpack<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    rmp_serde::to_vec_named(value).map_err(|e| EncodeError::Serde(e.to_string()))
+}
+
+/// Decodes exactly one msgpack value from `bytes` into `T`.
+///
+/// The bytes are first checked with [`validate`], so trailing bytes, non-UTF-8 strings and
+/// excessive nesting are errors whatever `T` is. Strings may be read from bin (as Python 2 peers
+/// send them) when the bytes are UTF-8.
+///
+/// # Errors
+///
+/// When the bytes are not one well-formed value, or the value does not have the shape of `T`.
+pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    validate(bytes)?;
+    rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Serde(e.to_string()))
+}
+
+/// Checks that `bytes` hold exactly one well-formed msgpack value with UTF-8 strings, without
+/// building it.
+///
+/// # Errors
+///
+/// The first problem found.
+pub fn validate(bytes: &[u8]) -> Result<(), DecodeError> {
+    let mut reader = Reader::new(bytes);
+    skip(&mut reader, 0)?;
+    reader.finish()
+}
+
+fn skip(reader: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
+    match reader.item()? {
+        Item::Array(len) => {
+            check_depth(depth)?;
+            for _ in 0..len {
+                skip(reader, depth + 1)?;
+            }
+        }
+        Item::Map(len) => {
+            check_depth(depth)?;
+            for _ in 0..len {
+                skip(reader, depth + 1)?;
+                skip(reader, depth + 1)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Fails when a container at `depth` (0 for the outermost value) would be too deep.
+pub(crate) fn check_depth(depth: usize) -> Result<(), DecodeError> {
+    if depth >= MAX_DEPTH { Err(DecodeError::TooDeep) } else { Ok(()) }
+}
+
+/// One msgpack item header, with the payload of scalar items.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Item<'a> {
+    Nil,
+    Bool(bool),
+    /// Any integer that fits `i64`.
+    Int(i64),
+    /// An unsigned integer above `i64::MAX`.
+    UInt(u64),
+    F32(f32),
+    F64(f64),
+    Str(&'a str),
+    Bin(&'a [u8]),
+    /// An array header with its element count.
+    Array(usize),
+    /// A map header with its entry count.
+    Map(usize),
+    Ext(i8, &'a [u8]),
+}
+
+/// Reads msgpack items from a byte slice; every read is bounds-checked.
+#[derive(Debug)]
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// How many bytes are left to read.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Fails when bytes are left over.
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(DecodeError::TrailingBytes(n)),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if n > self.remaining() {
+            return Err(DecodeError::UnexpectedEof);
+        }
+        let bytes = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(bytes)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn len8(&mut self) -> Result<usize, DecodeError> {
+        self.u8().map(usize::from)
+    }
+
+    fn len16(&mut self) -> Result<usize, DecodeError> {
+        self.u16().map(usize::from)
+    }
+
+    fn len32(&mut self) -> Result<usize, DecodeError> {
+        // usize is at least 32 bits on every platform this crate supports.
+        self.u32().map(|n| n as usize)
+    }
+
+    fn str(&mut self, len: usize) -> Result<Item<'a>, DecodeError> {
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes).map(Item::Str).map_err(|_| DecodeError::InvalidUtf8)
+    }
+
+    fn ext(&mut self, len: usize) -> Result<Item<'a>, DecodeError> {
+        let code = i8::from_be_bytes(self.array()?);
+        Ok(Item::Ext(code, self.take(len)?))
+    }
+
+    /// Reads the next item header (and the payload of a scalar item).
+    pub(crate) fn item(&mut self) -> Result<Item<'a>, DecodeError> {
+        let marker = self.u8()?;
+        Ok(match marker {
+            0x00..=0x7f => Item::Int(i64::from(marker)),
+            0x80..=0x8f => Item::Map(usize::from(marker & 0x0f)),
+            0x90..=0x9f => Item::Array(usize::from(marker & 0x0f)),
+            0xa0..=0xbf => self.str(usize::from(marker & 0x1f))?,
+            0xc0 => Item::Nil,
+            0xc1 => return Err(DecodeError::ReservedByte),
+            0xc2 => Item::Bool(false),
+            0xc3 => Item::Bool(true),
+            0xc4 => {
+                let len = self.len8()?;
+                Item::Bin(self.take(len)?)
+            }
+            0xc5 => {
+                let len = self.len16()?;
+                Item::Bin(self.take(len)?)
+            }
+            0xc6 => {
+                let len = self.len32()?;
+                Item::Bin(self.take(len)?)
+            }
+            0xc7 => {
+                let len = self.len8()?;
+                self.ext(len)?
+            }
+            0xc8 => {
+                let len = self.len16()?;
+                self.ext(len)?
+            }
+            0xc9 => {
+                let len = self.len32()?;
+                self.ext(len)?
+            }
+            0xca => Item::F32(f32::from_bits(self.u32()?)),
+            0xcb => Item::F64(f64::from_bits(self.u64()?)),
+            0xcc => Item::Int(i64::from(self.u8()?)),
+            0xcd => Item::Int(i64::from(self.u16()?)),
+            0xce => Item::Int(i64::from(self.u32()?)),
+            0xcf => {
+                let n = self.u64()?;
+                i64::try_from(n).map_or(Item::UInt(n), Item::Int)
+            }
+            0xd0 => Item::Int(i64::from(i8::from_be_bytes(self.array()?))),
+            0xd1 => Item::Int(i64::from(i16::from_be_bytes(self.array()?))),
+            0xd2 => Item::Int(i64::from(i32::from_be_bytes(self.array()?))),
+            0xd3 => Item::Int(i64::from_be_bytes(self.array()?)),
+            0xd4 => self.ext(1)?,
+            0xd5 => self.ext(2)?,
+            0xd6 => self.ext(4)?,
+            0xd7 => self.ext(8)?,
+            0xd8 => self.ext(16)?,
+            0xd9 => {
+                let len = self.len8()?;
+                self.str(len)?
+            }
+            0xda => {
+                let len = self.len16()?;
+                self.str(len)?
+            }
+            0xdb => {
+                let len = self.len32()?;
+                self.str(len)?
+            }
+            0xdc => Item::Array(self.len16()?),
+            0xdd => Item::Array(self.len32()?),
+            0xde => Item::Map(self.len16()?),
+            0xdf => Item::Map(self.len32()?),
+            0xe0..=0xff => Item::Int(i64::from(i8::from_be_bytes([marker]))),
+        })
+    }
+}
+
+/// Writers for msgpack headers in their smallest form, as Python's packer chooses them.
+pub(crate) mod write {
+    /// Converts a length to the 32 bits msgpack allows.
+    ///
+    /// # Panics
+    ///
+    /// When `len` exceeds `u32::MAX`: msgpack cannot represent such a string, binary or container.
+    fn len32(len: usize) -> u32 {
+        u32::try_from(len).expect("msgpack cannot represent lengths above u32::MAX")
+    }
+
+    pub(crate) fn uint(out: &mut Vec<u8>, n: u64) {
+        if n < 0x80 {
+            out.push(n as u8);
+        } else if n <= 0xff {
+            out.extend_from_slice(&[0xcc, n as u8]);
+        } else if n <= 0xffff {
+            out.push(0xcd);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        } else if n <= 0xffff_ffff {
+            out.push(0xce);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        } else {
+            out.push(0xcf);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+
+    pub(crate) fn int(out: &mut Vec<u8>, n: i64) {
+        if n >= 0 {
+            uint(out, n as u64);
+        } else if n >= -32 {
+            out.push(n as i8 as u8);
+        } else if n >= i64::from(i8::MIN) {
+            out.push(0xd0);
+            out.extend_from_slice(&(n as i8).to_be_bytes());
+        } else if n >= i64::from(i16::MIN) {
+            out.push(0xd1);
+            out.extend_from_slice(&(n as i16).to_be_bytes());
+        } else if n >= i64::from(i32::MIN) {
+            out.push(0xd2);
+            out.extend_from_slice(&(n as i32).to_be_bytes());
+        } else {
+            out.push(0xd3);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+
+    /// Writes a header whose length goes in the marker (`fix`: base and limit), or after the
+    /// 8-bit (if the kind has one), 16-bit or 32-bit marker.
+    fn header(out: &mut Vec<u8>, len: usize, fix: Option<(u8, u32)>, m8: Option<u8>, m16: u8, m32: u8) {
+        let len = len32(len);
+        match (fix, m8) {
+            (Some((base, limit)), _) if len < limit => out.push(base | len as u8),
+            (_, Some(m8)) if len <= 0xff => out.extend_from_slice(&[m8, len as u8]),
+            _ if len <= 0xffff => {
+                out.push(m16);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(m32);
+                out.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+    }
+
+    pub(crate) fn str(out: &mut Vec<u8>, s: &str) {
+        header(out, s.len(), Some((0xa0, 32)), Some(0xd9), 0xda, 0xdb);
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    pub(crate) fn bin(out: &mut Vec<u8>, b: &[u8]) {
+        header(out, b.len(), None, Some(0xc4), 0xc5, 0xc6);
+        out.extend_from_slice(b);
+    }
+
+    pub(crate) fn array_len(out: &mut Vec<u8>, len: usize) {
+        header(out, len, Some((0x90, 16)), None, 0xdc, 0xdd);
+    }
+
+    pub(crate) fn map_len(out: &mut Vec<u8>, len: usize) {
+        header(out, len, Some((0x80, 16)), None, 0xde, 0xdf);
+    }
+
+    pub(crate) fn ext(out: &mut Vec<u8>, code: i8, data: &[u8]) {
+        let fixed = match data.len() {
+            1 => Some(0xd4),
+            2 => Some(0xd5),
+            4 => Some(0xd6),
+            8 => Some(0xd7),
+            16 => Some(0xd8),
+            _ => None,
+        };
+        match fixed {
+            Some(marker) => out.push(marker),
+            None => header(out, data.len(), None, Some(0xc7), 0xc8, 0xc9),
+        }
+        out.extend_from_slice(&code.to_be_bytes());
+        out.extend_from_slice(data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_accepts_one_complete_value() {
+        assert_eq!(validate(&[0x82, 0xa1, b'a', 0x01, 0xa1, b'b', 0x90]), Ok(()));
+        assert_eq!(validate(&[0xda, 0x00, 0x01, b'x']), Ok(()), "raw16/str16 is accepted");
+    }
+
+    #[test]
+    fn validate_rejects_malformed_input() {
+        assert_eq!(validate(&[]), Err(DecodeError::UnexpectedEof));
+        assert_eq!(validate(&[0xc1]), Err(DecodeError::ReservedByte));
+        assert_eq!(validate(&[0xc0, 0xc0]), Err(DecodeError::TrailingBytes(1)));
+        assert_eq!(validate(&[0xa2, 0xff, 0xfe]), Err(DecodeError::InvalidUtf8));
+        assert_eq!(validate(&[0xdd, 0xff, 0xff, 0xff, 0xff]), Err(DecodeError::UnexpectedEof));
+        assert_eq!(validate(&[0xc6, 0xff, 0xff, 0xff, 0xff, 0x00]), Err(DecodeError::UnexpectedEof));
+        assert_eq!(validate(&[0xd8, 0x65]), Err(DecodeError::UnexpectedEof));
+    }
+
+    #[test]
+    fn depth_limit() {
+        let ok = [vec![0x91; MAX_DEPTH], vec![0xc0]].concat();
+        assert_eq!(validate(&ok), Ok(()));
+        let deep = [vec![0x91; MAX_DEPTH + 1], vec![0xc0]].concat();
+        assert_eq!(validate(&deep), Err(DecodeError::TooDeep));
+    }
+
+    #[test]
+    fn integers_take_their_smallest_form() {
+        let cases: &[(i64, &[u8])] = &[
+            (0, &[0x00]),
+            (127, &[0x7f]),
+            (128, &[0xcc, 0x80]),
+            (255, &[0xcc, 0xff]),
+            (256, &[0xcd, 0x01, 0x00]),
+            (65536, &[0xce, 0x00, 0x01, 0x00, 0x00]),
+            (1 << 32, &[0xcf, 0, 0, 0, 1, 0, 0, 0, 0]),
+            (-1, &[0xff]),
+            (-32, &[0xe0]),
+            (-33, &[0xd0, 0xdf]),
+            (-128, &[0xd0, 0x80]),
+            (-129, &[0xd1, 0xff, 0x7f]),
+            (-32769, &[0xd2, 0xff, 0xff, 0x7f, 0xff]),
+            (i64::MIN, &[0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0]),
+        ];
+        for &(n, bytes) in cases {
+            let mut out = Vec::new();
+            write::int(&mut out, n);
+            assert_eq!(out, bytes, "{n}");
+            assert_eq!(Reader::new(bytes).item(), Ok(Item::Int(n)));
+        }
+    }
+
+    #[test]
+    fn headers_take_their_smallest_form() {
+        let mut out = Vec::new();
+        write::str(&mut out, &"x".repeat(31));
+        assert_eq!(out[0], 0xbf);
+        out.clear();
+        write::str(&mut out, &"x".repeat(32));
+        assert_eq!(out[..2], [0xd9, 32]);
+        out.clear();
+        write::str(&mut out, &"x".repeat(256));
+        assert_eq!(out[..3], [0xda, 1, 0]);
+        out.clear();
+        write::bin(&mut out, &[]);
+        assert_eq!(out, [0xc4, 0]);
+        out.clear();
+        write::array_len(&mut out, 16);
+        assert_eq!(out, [0xdc, 0, 16]);
+        out.clear();
+        write::map_len(&mut out, 70000);
+        assert_eq!(out, [0xdf, 0, 1, 0x11, 0x70]);
+        out.clear();
+        write::ext(&mut out, 101, &[0xc0]);
+        assert_eq!(out, [0xd4, 101, 0xc0]);
+        out.clear();
+        write::ext(&mut out, -1, &[1, 2, 3]);
+        assert_eq!(out, [0xc7, 3, 0xff, 1, 2, 3]);
+    }
+
+    #[test]
+    fn typed_decode_rejects_trailing_bytes() {
+        assert_eq!(from_msgpack::<i64>(&[0x01]), Ok(1));
+        assert_eq!(from_msgpack::<i64>(&[0x01, 0x02]), Err(DecodeError::TrailingBytes(1)));
+    }
+}

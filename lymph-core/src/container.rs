@@ -1,0 +1,783 @@
+//! The container: hosts interfaces, serves their requests and events, registers them, and
+//! makes requests to other services.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{Notify, oneshot, watch};
+use tracing::Instrument;
+
+use crate::builtin::{Builtin, LYMPH_VERSION};
+use crate::connection::{ConnectionConfig, PeerStatus, Peers};
+use crate::event::{Delivery, Subscription};
+use crate::id::{InstanceVersion, container_identity, instance_id};
+use crate::interface::{CallError, Client, EventHandlerSpec, Interface};
+use crate::memory::MemoryNetwork;
+use crate::registry::InstanceWatch;
+use crate::rpc::Inbox;
+use crate::version::{Version, parse_interface_key};
+use crate::{
+    Context, Error, Event, EventSystem, Headers, Message, MessageKind, Proxy, Registry, Result, RpcTransport,
+    ServiceInstance, Value,
+};
+
+/// lymph's default request timeout: 3 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The tracing target of the container's own log lines.
+pub const TRACING_TARGET: &str = "lymph";
+
+/// How long `stop` waits for in-flight requests and events to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One interface installed in a container, under a name and maybe a version.
+pub(crate) struct Installed {
+    pub(crate) name: String,
+    pub(crate) version: Option<Version>,
+    pub(crate) interface: Arc<dyn Interface>,
+    pub(crate) config: Arc<Value>,
+    pub(crate) builtin: bool,
+}
+
+impl Installed {
+    pub(crate) fn version_string(&self) -> Option<String> {
+        if self.builtin { Some(LYMPH_VERSION.to_owned()) } else { self.version.map(|v| v.to_string()) }
+    }
+}
+
+impl fmt::Debug for Installed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Installed").field("name", &self.name).field("version", &self.version).finish()
+    }
+}
+
+/// Counts in-flight handlers so that `stop` can wait for them.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct InFlightGuard(Arc<Shared>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.in_flight.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.in_flight.idle.notify_waiters();
+        }
+    }
+}
+
+/// The state shared by a container's tasks, contexts and proxies.
+pub(crate) struct Shared {
+    pub(crate) rpc: Arc<dyn RpcTransport>,
+    pub(crate) events: Arc<dyn EventSystem>,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) endpoint: String,
+    pub(crate) identity: String,
+    pub(crate) timeout: Duration,
+    pub(crate) connection: ConnectionConfig,
+    pub(crate) interfaces: BTreeMap<String, Vec<Arc<Installed>>>,
+    rng: Mutex<StdRng>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
+    peers: Mutex<Peers>,
+    watches: tokio::sync::Mutex<BTreeMap<String, InstanceWatch>>,
+    registrations: Mutex<Vec<(String, String)>>,
+    shutdown: watch::Sender<bool>,
+    in_flight: InFlight,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Container")
+            .field("endpoint", &self.endpoint)
+            .field("identity", &self.identity)
+            .field("interfaces", &self.interfaces.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// A fresh 32-hex id (message ids, trace ids) from the container's seeded generator.
+    pub(crate) fn new_id(&self) -> String {
+        let n: u128 = self.rng.lock().expect("rng lock").random();
+        format!("{n:032x}")
+    }
+
+    /// Runs `f` with the container's seeded random generator.
+    pub(crate) fn with_rng<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
+        f(&mut self.rng.lock().expect("rng lock"))
+    }
+
+    fn is_running(&self) -> bool {
+        !*self.shutdown.borrow()
+    }
+
+    fn track(self: &Arc<Self>) -> InFlightGuard {
+        self.in_flight.count.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(self.clone())
+    }
+
+    /// The installed interface a request for `name` with the `version` header goes to.
+    ///
+    /// With a version: exactly that version. Without one: the unversioned interface, else the
+    /// newest version, as lymph.
+    fn find_interface(&self, name: &str, version: Option<&str>) -> Option<Arc<Installed>> {
+        let installed = self.interfaces.get(name)?;
+        match version {
+            Some(version) => {
+                let builtin = installed.iter().find(|i| i.builtin);
+                if let Some(builtin) = builtin {
+                    // lymph NACKs `lymph.*` requests that carry the builtin's version (a bug of
+                    // its own); they are served here.
+                    return (version == LYMPH_VERSION).then(|| builtin.clone());
+                }
+                let version = Version::parse(version).ok()?;
+                installed.iter().find(|i| i.version == Some(version)).cloned()
+            }
+            None => installed.iter().find(|i| i.version.is_none()).or_else(|| installed.iter().max_by_key(|i| i.version)).cloned(),
+        }
+    }
+
+    pub(crate) fn peer_status(&self, endpoint: &str) -> PeerStatus {
+        self.peers.lock().expect("peers lock").status(endpoint, &self.connection, tokio::time::Instant::now())
+    }
+
+    /// Sends a request and waits for its reply, whatever its kind.
+    pub(crate) async fn request(
+        &self,
+        endpoint: &str,
+        subject: &str,
+        version: Option<&str>,
+        trace_id: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Message> {
+        if !self.is_running() {
+            return Err(Error::Stopped);
+        }
+        let id = self.new_id();
+        let message = Message {
+            id: id.clone(),
+            kind: MessageKind::Req,
+            subject: subject.to_owned(),
+            headers: Headers::rpc(version, Some(trace_id)),
+            body,
+        };
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending lock").insert(id.clone(), tx);
+        self.peers.lock().expect("peers lock").sent(endpoint, tokio::time::Instant::now());
+        if let Err(error) = self.rpc.send(endpoint, message.to_frames()).await {
+            self.pending.lock().expect("pending lock").remove(&id);
+            return Err(error);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            _ => {
+                self.pending.lock().expect("pending lock").remove(&id);
+                Err(Error::Timeout { subject: subject.to_owned(), timeout })
+            }
+        }
+    }
+
+    /// The live instance list of `service`, watched from the registry on first use.
+    pub(crate) async fn instances(&self, service: &str) -> Result<Vec<ServiceInstance>> {
+        let mut watches = self.watches.lock().await;
+        if let Some(watch) = watches.get(service) {
+            return Ok(watch.borrow().clone());
+        }
+        let watch = self.registry.watch(service).await?;
+        let instances = watch.borrow().clone();
+        watches.insert(service.to_owned(), watch);
+        Ok(instances)
+    }
+
+    pub(crate) async fn emit(&self, event_type: &str, body: Value, trace_id: &str, delay: Duration) -> Result<()> {
+        let mut event = Event::new(event_type, body, Some(trace_id.to_owned()));
+        event.source = self.identity.clone();
+        self.events.emit(event, delay).await
+    }
+
+    async fn reply(&self, to: &str, request: &Message, kind: MessageKind, headers: Headers, body: Vec<u8>) {
+        let reply = Message { id: self.new_id(), kind, subject: request.id.clone(), headers, body: Bytes::from(body) };
+        if let Err(error) = self.rpc.send(to, reply.to_frames()).await {
+            tracing::warn!(target: TRACING_TARGET, %error, to, subject = %request.subject, "could not send the reply");
+        }
+    }
+}
+
+/// Builds a [`Container`]: its backends, its interfaces and its settings.
+///
+/// Backends left unset are those of [`MemoryNetwork::global`], the process-wide embedded network.
+pub struct ContainerBuilder {
+    rpc: Option<Arc<dyn RpcTransport>>,
+    events: Option<Arc<dyn EventSystem>>,
+    registry: Option<Arc<dyn Registry>>,
+    interfaces: Vec<(Option<String>, Arc<dyn Interface>, Value)>,
+    seed: Option<u64>,
+    timeout: Duration,
+    connection: ConnectionConfig,
+    register: bool,
+}
+
+impl fmt::Debug for ContainerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContainerBuilder")
+            .field("rpc", &self.rpc)
+            .field("events", &self.events)
+            .field("registry", &self.registry)
+            .field("interfaces", &self.interfaces.iter().map(|(n, i, _)| n.as_deref().unwrap_or(i.spec().name)).collect::<Vec<_>>())
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ContainerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ContainerBuilder {
+    /// A builder with no interfaces, lymph's default timeouts, and the embedded backends.
+    pub fn new() -> Self {
+        Self {
+            rpc: None,
+            events: None,
+            registry: None,
+            interfaces: Vec::new(),
+            seed: None,
+            timeout: DEFAULT_TIMEOUT,
+            connection: ConnectionConfig::default(),
+            register: true,
+        }
+    }
+
+    /// Uses the three backends of an in-process network.
+    pub fn network(self, network: &MemoryNetwork) -> Self {
+        self.rpc(network.rpc()).events(network.events()).registry(network.registry())
+    }
+
+    /// Sets the RPC transport.
+    pub fn rpc(mut self, rpc: impl RpcTransport + 'static) -> Self {
+        self.rpc = Some(Arc::new(rpc));
+        self
+    }
+
+    /// Sets the event system.
+    pub fn events(mut self, events: impl EventSystem + 'static) -> Self {
+        self.events = Some(Arc::new(events));
+        self
+    }
+
+    /// Sets the registry.
+    pub fn registry(mut self, registry: impl Registry + 'static) -> Self {
+        self.registry = Some(Arc::new(registry));
+        self
+    }
+
+    /// Sets the RPC transport, shared.
+    pub fn rpc_arc(mut self, rpc: Arc<dyn RpcTransport>) -> Self {
+        self.rpc = Some(rpc);
+        self
+    }
+
+    /// Sets the event system, shared.
+    pub fn events_arc(mut self, events: Arc<dyn EventSystem>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Sets the registry, shared.
+    pub fn registry_arc(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Installs an interface under the name and version it declares.
+    pub fn interface(mut self, interface: impl Interface) -> Self {
+        self.interfaces.push((None, Arc::new(interface), Value::Nil));
+        self
+    }
+
+    /// Installs an interface under `key`: a name, or `name@X.Y.Z` (lymph's config keys), with its
+    /// configuration (handlers read it with [`Context::config`]).
+    pub fn interface_as(mut self, key: impl Into<String>, interface: impl Interface, config: Value) -> Self {
+        self.interfaces.push((Some(key.into()), Arc::new(interface), config));
+        self
+    }
+
+    /// Seeds the container's random generator (message and trace ids, instance choice).
+    /// Without a seed the generator is seeded from the operating system.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The default timeout of this container's requests (3 s unless set).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Heartbeat and liveness settings.
+    pub fn connection(mut self, connection: ConnectionConfig) -> Self {
+        self.connection = connection;
+        self
+    }
+
+    /// Whether the container registers its interfaces (`true` unless set); lymph's `--isolated`
+    /// is `register(false)`.
+    pub fn register(mut self, register: bool) -> Self {
+        self.register = register;
+        self
+    }
+
+    /// Starts the container: binds its endpoint, starts serving, subscribes its event handlers
+    /// and registers its interfaces.
+    ///
+    /// # Errors
+    ///
+    /// A bad interface key, two interfaces with the same name and version, or a backend that fails.
+    pub async fn start(self) -> Result<Container> {
+        let network = MemoryNetwork::global();
+        let rpc = self.rpc.unwrap_or_else(|| Arc::new(network.rpc()));
+        let events = self.events.unwrap_or_else(|| Arc::new(network.events()));
+        let registry = self.registry.unwrap_or_else(|| Arc::new(network.registry()));
+
+        let mut interfaces: BTreeMap<String, Vec<Arc<Installed>>> = BTreeMap::new();
+        let has_services = !self.interfaces.is_empty();
+        let builtin = Installed {
+            name: "lymph".to_owned(),
+            version: None,
+            interface: Arc::new(Builtin),
+            config: Arc::new(Value::Nil),
+            builtin: true,
+        };
+        interfaces.entry("lymph".to_owned()).or_default().push(Arc::new(builtin));
+        for (key, interface, config) in self.interfaces {
+            let spec = interface.spec();
+            let (name, version) = match key {
+                Some(key) => parse_interface_key(&key)?,
+                None => (spec.name.to_owned(), spec.version.map(Version::parse).transpose()?),
+            };
+            let slot = interfaces.entry(name.clone()).or_default();
+            if slot.iter().any(|i| i.version == version) {
+                return Err(Error::Config(format!("interface {name:?} is installed twice with the same version")));
+            }
+            slot.push(Arc::new(Installed { name, version, interface, config: Arc::new(config), builtin: false }));
+        }
+
+        let (endpoint, inbox) = rpc.bind().await?;
+        let identity = container_identity(&endpoint);
+        let seed = self.seed.unwrap_or_else(rand::random);
+        let shared = Arc::new(Shared {
+            rpc,
+            events,
+            registry,
+            identity,
+            endpoint,
+            timeout: self.timeout,
+            connection: self.connection,
+            interfaces,
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            pending: Mutex::new(HashMap::new()),
+            peers: Mutex::new(Peers::default()),
+            watches: tokio::sync::Mutex::new(BTreeMap::new()),
+            registrations: Mutex::new(Vec::new()),
+            shutdown: watch::Sender::new(false),
+            in_flight: InFlight::default(),
+        });
+        tokio::spawn(serve(shared.clone(), inbox));
+        tokio::spawn(heartbeat(shared.clone()));
+        let container = Container { shared };
+        container.start_interfaces(self.register && has_services).await?;
+        Ok(container)
+    }
+}
+
+/// A running lymph container: serves its interfaces and calls others.
+///
+/// Cloning gives another handle to the same container. Call [`stop`](Container::stop) to shut
+/// it down gracefully.
+///
+/// # Example
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use lymph_core::{Container, Value, memory::MemoryNetwork};
+///
+/// let network = MemoryNetwork::new();
+/// let container = Container::builder().network(&network).start().await?;
+/// // Every container serves the built-in `lymph` interface.
+/// let proxy = container.proxy(container.endpoint()).namespace("lymph");
+/// let pong: String = proxy.call("ping", &Value::map([("payload", "hi")])).await?;
+/// assert_eq!(pong, "hi");
+/// container.stop().await;
+/// # Ok::<(), lymph_core::Error>(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Container {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Container {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+impl Container {
+    /// A builder for a container.
+    pub fn builder() -> ContainerBuilder {
+        ContainerBuilder::new()
+    }
+
+    /// The container's RPC endpoint.
+    pub fn endpoint(&self) -> &str {
+        &self.shared.endpoint
+    }
+
+    /// The container's identity: lymph's `md5` of its endpoint.
+    pub fn identity(&self) -> &str {
+        &self.shared.identity
+    }
+
+    /// A context with a fresh trace id, for work that does not start from a request or event.
+    pub fn context(&self) -> Context {
+        Context::new(self.shared.clone(), self.shared.new_id(), Arc::new(Value::Nil))
+    }
+
+    /// A context that continues the trace `trace_id`.
+    pub fn context_with_trace(&self, trace_id: impl Into<String>) -> Context {
+        Context::new(self.shared.clone(), trace_id.into(), Arc::new(Value::Nil))
+    }
+
+    /// A proxy to the service `address` (a service name, or an endpoint with `://`), in a fresh trace.
+    pub fn proxy(&self, address: &str) -> Proxy {
+        self.context().proxy(address)
+    }
+
+    /// The typed client `C` (e.g. `EchoClient`) of its service, in a fresh trace.
+    pub fn client<C: Client>(&self) -> C {
+        self.context().client()
+    }
+
+    /// Emits an event in a fresh trace.
+    ///
+    /// # Errors
+    ///
+    /// When `body` cannot be encoded or the event system fails.
+    pub async fn emit(&self, event_type: &str, body: impl serde::Serialize) -> Result<()> {
+        self.context().emit(event_type, body).await
+    }
+
+    /// The liveness of the peer at `endpoint`, as this container sees it.
+    pub fn peer_status(&self, endpoint: &str) -> PeerStatus {
+        self.shared.peer_status(endpoint)
+    }
+
+    /// Whether the container still runs.
+    pub fn is_running(&self) -> bool {
+        self.shared.is_running()
+    }
+
+    /// Stops the container gracefully: deregisters it, stops consuming events, waits (up to 30 s)
+    /// for in-flight requests and events to finish, and releases its endpoint. Stopping twice does
+    /// nothing the second time.
+    pub async fn stop(&self) {
+        let shared = &self.shared;
+        if !shared.shutdown.send_replace(true) {
+            let registrations = std::mem::take(&mut *shared.registrations.lock().expect("registrations lock"));
+            for (service, id) in registrations {
+                if let Err(error) = shared.registry.unregister(&service, &id).await {
+                    tracing::warn!(target: TRACING_TARGET, %error, service, "could not unregister");
+                }
+            }
+            for installed in shared.interfaces.values().flatten() {
+                let ctx = Context::new(shared.clone(), shared.new_id(), installed.config.clone());
+                installed.interface.on_stop(&ctx).await;
+            }
+            let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+                loop {
+                    let idle = shared.in_flight.idle.notified();
+                    if shared.in_flight.count.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    idle.await;
+                }
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(target: TRACING_TARGET, "stopped with requests or events still in flight");
+            }
+            shared.rpc.close().await;
+            tracing::info!(target: TRACING_TARGET, endpoint = %shared.endpoint, "container stopped");
+        }
+    }
+
+    async fn start_interfaces(&self, register: bool) -> Result<()> {
+        let shared = &self.shared;
+        for installed in shared.interfaces.values().flatten() {
+            let ctx = Context::new(shared.clone(), shared.new_id(), installed.config.clone());
+            installed.interface.on_start(&ctx).await?;
+        }
+        for installed in shared.interfaces.values().flatten() {
+            for handler in installed.interface.spec().event_handlers {
+                let subscription = Subscription {
+                    queue: format!("{}-{}", installed.name, handler.queue_name.unwrap_or(handler.name)),
+                    patterns: handler.patterns.iter().map(|p| (*p).to_owned()).collect(),
+                    broadcast: handler.broadcast,
+                    once: handler.once,
+                };
+                let deliveries = shared.events.subscribe(subscription).await?;
+                tokio::spawn(consume(shared.clone(), installed.clone(), handler, deliveries));
+            }
+        }
+        if register {
+            for installed in shared.interfaces.values().flatten() {
+                let version = installed.version_string();
+                let id_version = match (&version, installed.builtin) {
+                    (Some(v), true) => InstanceVersion::Str(v),
+                    (Some(v), false) => InstanceVersion::Semver(v),
+                    (None, _) => InstanceVersion::None,
+                };
+                let instance = ServiceInstance {
+                    id: instance_id(&shared.identity, &installed.name, id_version),
+                    identity: shared.identity.clone(),
+                    version,
+                    endpoint: shared.endpoint.clone(),
+                    log_endpoint: None,
+                    monitoring_endpoint: None,
+                    backdoor_endpoint: None,
+                    fqdn: None,
+                    hostname: None,
+                    ip: None,
+                    worker: false,
+                };
+                let id = instance.id.clone();
+                shared.registry.register(&installed.name, instance).await?;
+                shared.registrations.lock().expect("registrations lock").push((installed.name.clone(), id));
+            }
+        }
+        tracing::info!(target: TRACING_TARGET, endpoint = %shared.endpoint, identity = %shared.identity, "container started");
+        Ok(())
+    }
+}
+
+/// Receives messages: replies go to their waiting requests, requests to their interface.
+async fn serve(shared: Arc<Shared>, mut inbox: Inbox) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let incoming = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stopped| *stopped) => break,
+            incoming = inbox.recv() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+        };
+        let message = match Message::from_frames(&incoming.frames) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(target: TRACING_TARGET, %error, source = %incoming.source, "bad message format, dropped");
+                continue;
+            }
+        };
+        let now = tokio::time::Instant::now();
+        if message.kind == MessageKind::Req {
+            let heartbeat = message.subject == "lymph.ping";
+            shared.peers.lock().expect("peers lock").received(&incoming.source, heartbeat, now);
+            let guard = shared.track();
+            tokio::spawn(handle_request(shared.clone(), incoming.source, message, guard));
+        } else {
+            let waiting = shared.pending.lock().expect("pending lock").remove(&message.subject);
+            // Replies nobody waits for are answers to heartbeats (or late replies).
+            shared.peers.lock().expect("peers lock").received(&incoming.source, waiting.is_none(), now);
+            match waiting {
+                Some(waiting) => {
+                    let _ = waiting.send(message);
+                }
+                None => tracing::trace!(target: TRACING_TARGET, subject = %message.subject, "reply to no pending request"),
+            }
+        }
+    }
+}
+
+async fn handle_request(shared: Arc<Shared>, source: String, request: Message, _guard: InFlightGuard) {
+    let trace_id = request.headers.trace_id().map(str::to_owned).unwrap_or_else(|| shared.new_id());
+    let nack_headers = || {
+        let mut headers = Headers::new();
+        headers.insert("trace_id", Value::from(trace_id.as_str()));
+        headers
+    };
+    let Some((interface_name, method)) = request.subject.rsplit_once('.') else {
+        tracing::warn!(target: TRACING_TARGET, subject = %request.subject, %trace_id, "malformed subject");
+        shared.reply(&source, &request, MessageKind::Nack, nack_headers(), Value::Nil.to_msgpack()).await;
+        return;
+    };
+    let Some(installed) = shared.find_interface(interface_name, request.headers.version()) else {
+        tracing::warn!(
+            target: TRACING_TARGET, subject = %request.subject, version = ?request.headers.version(), %trace_id,
+            "no such interface"
+        );
+        shared.reply(&source, &request, MessageKind::Nack, nack_headers(), Value::Nil.to_msgpack()).await;
+        return;
+    };
+    let heartbeat = installed.builtin && method == "ping";
+    let span = tracing::info_span!(target: TRACING_TARGET, "rpc", subject = %request.subject, trace_id = %trace_id);
+    let ctx = Context::new(shared.clone(), trace_id.clone(), installed.config.clone());
+    let started = tokio::time::Instant::now();
+    let result = AssertUnwindSafe(installed.interface.call(&ctx, method, &request.body))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let headers = Headers::rpc(installed.version_string().as_deref(), Some(&trace_id));
+    let (kind, body) = match result {
+        Ok(Ok(body)) => (MessageKind::Rep, body),
+        Ok(Err(CallError::Failed(Error::Raised { type_name, message })))
+            if installed.interface.declares(method, &type_name) =>
+        {
+            let body = Value::map([("type", Value::from(type_name)), ("message", Value::from(message))]);
+            (MessageKind::Error, body.to_msgpack())
+        }
+        Ok(Err(error)) => {
+            span.in_scope(|| tracing::error!(target: TRACING_TARGET, %error, "request failed, sending NACK"));
+            (MessageKind::Nack, Value::Nil.to_msgpack())
+        }
+        Err(panic) => {
+            let message = panic_message(&panic);
+            span.in_scope(|| tracing::error!(target: TRACING_TARGET, panic = %message, "handler panicked, sending NACK"));
+            (MessageKind::Nack, Value::Nil.to_msgpack())
+        }
+    };
+    let duration = started.elapsed();
+    span.in_scope(|| {
+        if heartbeat {
+            tracing::debug!(target: TRACING_TARGET, ?duration, %kind, "handled");
+        } else {
+            tracing::info!(target: TRACING_TARGET, ?duration, %kind, "handled");
+        }
+    });
+    shared.reply(&source, &request, kind, headers, body).await;
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// Sends `lymph.ping` to every known peer every heartbeat interval, as lymph does.
+async fn heartbeat(shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut interval = tokio::time::interval(shared.connection.heartbeat_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let body = Bytes::from(Value::map([("payload", "")]).to_msgpack());
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stopped| *stopped) => break,
+            _ = interval.tick() => {}
+        }
+        let endpoints = {
+            let mut peers = shared.peers.lock().expect("peers lock");
+            peers.prune(shared.connection.timeout * 20, tokio::time::Instant::now());
+            peers.endpoints()
+        };
+        for endpoint in endpoints {
+            let ping = Message {
+                id: shared.new_id(),
+                kind: MessageKind::Req,
+                subject: "lymph.ping".to_owned(),
+                headers: Headers::rpc(None, Some(&shared.new_id())),
+                body: body.clone(),
+            };
+            if let Err(error) = shared.rpc.send(&endpoint, ping.to_frames()).await {
+                tracing::trace!(target: TRACING_TARGET, %error, endpoint, "heartbeat not sent");
+            }
+        }
+    }
+}
+
+/// Consumes one event handler's deliveries.
+async fn consume(
+    shared: Arc<Shared>,
+    installed: Arc<Installed>,
+    handler: &'static EventHandlerSpec,
+    mut deliveries: crate::event::Deliveries,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let delivery = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stopped| *stopped) => break,
+            delivery = deliveries.recv() => match delivery {
+                Some(delivery) => delivery,
+                None => break,
+            },
+        };
+        let guard = shared.track();
+        let task = handle_delivery(shared.clone(), installed.clone(), handler, delivery, guard);
+        if handler.sequential || handler.once {
+            task.await;
+        } else {
+            tokio::spawn(task);
+        }
+        if handler.once {
+            break;
+        }
+    }
+}
+
+async fn handle_delivery(
+    shared: Arc<Shared>,
+    installed: Arc<Installed>,
+    handler: &'static EventHandlerSpec,
+    delivery: Delivery,
+    _guard: InFlightGuard,
+) {
+    let Delivery { event, acker } = delivery;
+    let trace_id = event.trace_id().map(str::to_owned).unwrap_or_else(|| shared.new_id());
+    let span = tracing::info_span!(
+        target: TRACING_TARGET, "event", event_type = %event.event_type, handler = %handler.name, trace_id = %trace_id
+    );
+    let ctx = Context::new(shared.clone(), trace_id, installed.config.clone());
+    let result = AssertUnwindSafe(installed.interface.handle_event(&ctx, handler.name, &event))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let failure = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.to_string()),
+        Err(panic) => Some(format!("panic: {}", panic_message(&panic))),
+    };
+    let settled = match failure {
+        None => acker.ack().await,
+        Some(failure) => {
+            let retry = event.retry_count().unwrap_or(i64::from(handler.retry)) - 1;
+            if retry >= 0 {
+                span.in_scope(|| tracing::warn!(target: TRACING_TARGET, %failure, retry, "event handler failed, retrying"));
+                let mut again = event.clone();
+                again.headers.insert("retry_count", Value::from(retry));
+                acker.retry(again).await
+            } else {
+                span.in_scope(|| tracing::error!(target: TRACING_TARGET, %failure, "event handler failed, event rejected"));
+                acker.reject().await
+            }
+        }
+    };
+    if let Err(error) = settled {
+        span.in_scope(|| tracing::warn!(target: TRACING_TARGET, %error, "could not settle the event"));
+    }
+}

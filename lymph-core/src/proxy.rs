@@ -1,0 +1,204 @@
+//! Calling services: [`Proxy`], the dynamic client every typed client wraps.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::container::Shared;
+use crate::error::NotConnectedReason;
+use crate::version::Version;
+use crate::{Error, Message, MessageKind, Result, Value, codec};
+
+/// A client of one service (or one endpoint): `proxy.call("upper", &args)` sends the request
+/// `<service>.upper` to one of its instances and decodes the reply.
+///
+/// Made by [`Context::proxy`](crate::Context::proxy) or [`Container::proxy`](crate::Container::proxy),
+/// it carries the trace id of the context it came from. Instance choice is lymph's: look the
+/// service up in the registry, keep the instances whose version satisfies the requested one,
+/// skip those that stopped answering heartbeats, pick one at random (from the container's seeded
+/// generator). Cloning is cheap.
+///
+/// # Errors
+///
+/// Calls fail with [`Error::Timeout`], [`Error::Nack`], [`Error::RemoteError`],
+/// [`Error::LookupFailure`] or [`Error::NotConnected`].
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+    address: Arc<str>,
+    namespace: Arc<str>,
+    version: Option<Arc<str>>,
+    timeout: Duration,
+    trace_id: Arc<str>,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("address", &self.address)
+            .field("namespace", &self.namespace)
+            .field("version", &self.version)
+            .field("timeout", &self.timeout)
+            .field("trace_id", &self.trace_id)
+            .finish()
+    }
+}
+
+impl Proxy {
+    pub(crate) fn new(shared: Arc<Shared>, address: &str, trace_id: Arc<str>) -> Self {
+        let timeout = shared.timeout;
+        Self { shared, address: address.into(), namespace: address.into(), version: None, timeout, trace_id }
+    }
+
+    /// The service name or endpoint this proxy calls.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Sets the request timeout (the container's, 3 s by default, otherwise).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Only calls instances whose version satisfies `requirement` (caret: `1.2` accepts
+    /// `1.2.0 <= v < 2.0.0`), as lymph's `proxy(name, version='1.2')`.
+    pub fn version(mut self, requirement: &str) -> Self {
+        self.version = Some(requirement.into());
+        self
+    }
+
+    /// Sets the subject prefix (the service name by default; `lymph` to call the built-in interface).
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The same proxy in the trace `trace_id`.
+    pub fn with_trace_id(mut self, trace_id: &str) -> Self {
+        self.trace_id = trace_id.into();
+        self
+    }
+
+    /// The trace id the proxy's requests carry.
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// Calls `method` with `args` (encoded as a map of keyword arguments) and decodes the reply.
+    ///
+    /// # Errors
+    ///
+    /// See [`Proxy`]; also [`Error::Decode`] when the reply does not decode as `R`.
+    pub async fn call<R: DeserializeOwned, A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<R> {
+        let body = codec::to_msgpack(args)?;
+        let subject = format!("{}.{method}", self.namespace);
+        let reply = self.request_subject(&subject, Bytes::from(body)).await?;
+        decode_reply(&subject, reply)
+    }
+
+    /// Calls `method` in a task of its own and returns at once; `.await` the result later
+    /// (lymph's `.defer()`). Must be called within a tokio runtime.
+    pub fn defer<R, A>(&self, method: &str, args: &A) -> Deferred<R>
+    where
+        R: DeserializeOwned + Send + 'static,
+        A: Serialize + ?Sized,
+    {
+        let proxy = self.clone();
+        let method = method.to_owned();
+        let body = codec::to_msgpack(args);
+        Deferred {
+            handle: tokio::spawn(async move {
+                let subject = format!("{}.{method}", proxy.namespace);
+                let reply = proxy.request_subject(&subject, Bytes::from(body?)).await?;
+                decode_reply(&subject, reply)
+            }),
+        }
+    }
+
+    /// Sends `method` with a raw msgpack `body` and returns the reply message, whatever its kind
+    /// (REP, ERROR, NACK or ACK).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`], [`Error::LookupFailure`], [`Error::NotConnected`], or a transport error.
+    pub async fn request(&self, method: &str, body: Bytes) -> Result<Message> {
+        self.request_subject(&format!("{}.{method}", self.namespace), body).await
+    }
+
+    async fn request_subject(&self, subject: &str, body: Bytes) -> Result<Message> {
+        let (endpoint, version) = self.pick().await?;
+        self.shared.request(&endpoint, subject, version.as_deref(), &self.trace_id, body, self.timeout).await
+    }
+
+    /// Chooses the endpoint to send to and the version header to send.
+    async fn pick(&self) -> Result<(String, Option<String>)> {
+        if self.address.contains("://") {
+            return Ok((self.address.to_string(), None));
+        }
+        let requirement = self.version.as_deref().map(Version::parse).transpose()?;
+        let service = match &self.version {
+            Some(v) => format!("{}@{v}", self.address),
+            None => self.address.to_string(),
+        };
+        let instances = self.shared.instances(&self.address).await?;
+        if instances.is_empty() {
+            return Err(Error::NotConnected { service, reason: NotConnectedReason::NoInstances });
+        }
+        let matching: Vec<_> = instances
+            .into_iter()
+            .filter(|instance| match &requirement {
+                None => true,
+                Some(requirement) => instance
+                    .version
+                    .as_deref()
+                    .and_then(|v| Version::parse(v).ok())
+                    .is_some_and(|v| v.satisfies(requirement)),
+            })
+            .collect();
+        if matching.is_empty() {
+            return Err(Error::NotConnected { service, reason: NotConnectedReason::NoMatchingVersion });
+        }
+        let alive: Vec<_> = matching.iter().filter(|i| self.shared.peer_status(&i.endpoint).is_alive()).collect();
+        if alive.is_empty() {
+            return Err(Error::NotConnected { service, reason: NotConnectedReason::AllUnresponsive(matching.len()) });
+        }
+        let chosen = alive[self.shared.with_rng(|rng| rng.random_range(0..alive.len()))];
+        Ok((chosen.endpoint.clone(), chosen.version.clone()))
+    }
+}
+
+/// Turns a reply into the call's result.
+fn decode_reply<R: DeserializeOwned>(subject: &str, reply: Message) -> Result<R> {
+    match reply.kind {
+        MessageKind::Rep | MessageKind::Ack => Ok(codec::from_msgpack(&reply.body)?),
+        MessageKind::Error => {
+            let body = reply.body_value()?;
+            let text = |key| body.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+            Err(Error::RemoteError { type_name: text("type"), message: text("message") })
+        }
+        MessageKind::Nack | MessageKind::Req => Err(Error::Nack { subject: subject.to_owned() }),
+    }
+}
+
+/// A call running in the background, made by [`Proxy::defer`]; `.await` it for the result.
+#[derive(Debug)]
+pub struct Deferred<R> {
+    handle: tokio::task::JoinHandle<Result<R>>,
+}
+
+impl<R> std::future::Future for Deferred<R> {
+    type Output = Result<R>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<R>> {
+        std::pin::Pin::new(&mut self.handle).poll(cx).map(|joined| match joined {
+            Ok(result) => result,
+            Err(error) => Err(Error::transport(error)),
+        })
+    }
+}

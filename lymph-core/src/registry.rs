@@ -1,0 +1,93 @@
+//! The registry seam: which instances of which services exist, and where.
+
+use std::fmt;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::Result;
+
+/// One registered instance of a service, as lymph 0.15 writes it into its registry.
+///
+/// The fields and their order are those of lymph's ZooKeeper node JSON, so a registry backend
+/// can store this value as it is and Python lymph reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInstance {
+    /// The interface instance id: `md5` of `(identity, name, version)` as lymph computes it.
+    pub id: String,
+    /// The container identity: `md5` of `(endpoint,)`.
+    pub identity: String,
+    /// The interface version (`"X.Y.Z"`), or `None` for an unversioned interface.
+    pub version: Option<String>,
+    /// The RPC endpoint of the container.
+    pub endpoint: String,
+    /// The endpoint of the container's log stream, if it has one.
+    #[serde(default)]
+    pub log_endpoint: Option<String>,
+    /// The endpoint of the container's metrics stream, if it has one.
+    #[serde(default)]
+    pub monitoring_endpoint: Option<String>,
+    /// The endpoint of a debug backdoor, if any.
+    #[serde(default)]
+    pub backdoor_endpoint: Option<String>,
+    /// The host's fully qualified name.
+    #[serde(default)]
+    pub fqdn: Option<String>,
+    /// The host's name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// The container's IP address.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Whether the container is a worker (runs task handlers only).
+    #[serde(rename = "type", default)]
+    pub worker: bool,
+}
+
+/// The live list of a service's instances, updated by the registry as they come and go.
+pub type InstanceWatch = watch::Receiver<Vec<ServiceInstance>>;
+
+/// Keeps track of service instances.
+///
+/// lymph's registry: a container registers one instance per interface it hosts (including the
+/// built-in `lymph` interface), clients look services up by name and watch them change.
+/// A registration lasts until [`unregister`](Registry::unregister) is called or, for backends
+/// with sessions, until the registering client's session dies.
+///
+/// Lists of instances are ordered by instance id, so every backend gives the same order.
+///
+/// Backends: [`MemoryRegistry`](crate::memory::MemoryRegistry) (a shared in-process map), the
+/// simulated ZooKeeper of `lymph-testing`, and ZooKeeper in `lymph-transports`.
+pub trait Registry: Send + Sync + fmt::Debug {
+    /// Registers `instance` under the service name `service`.
+    ///
+    /// Registering the same instance id again replaces the earlier registration.
+    ///
+    /// # Errors
+    ///
+    /// When the registry cannot be reached.
+    fn register<'a>(&'a self, service: &'a str, instance: ServiceInstance) -> BoxFuture<'a, Result<()>>;
+
+    /// Removes the instance `id` of `service`; removing an unknown instance is not an error.
+    ///
+    /// # Errors
+    ///
+    /// When the registry cannot be reached.
+    fn unregister<'a>(&'a self, service: &'a str, id: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Lists the names of all services that have, or had, instances.
+    ///
+    /// # Errors
+    ///
+    /// When the registry cannot be reached.
+    fn discover(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+
+    /// Watches the instances of `service`: the receiver holds the current list and sees every change.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LookupFailure`](crate::Error::LookupFailure) when the service is not known to the
+    /// registry at all, or a transport error when the registry cannot be reached.
+    fn watch<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<InstanceWatch>>;
+}

@@ -1,0 +1,60 @@
+//! The RPC seam: endpoint-addressed multipart messages between containers.
+
+use std::fmt;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use crate::Result;
+
+/// The frames of one message, in lymph's order: `[id, type, subject, headers, body]`.
+pub type Frames = Vec<Bytes>;
+
+/// A message that arrived on a container's endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// The sender's endpoint, which is also where replies go.
+    pub source: String,
+    /// The frames as they arrived; the container checks their count and content.
+    pub frames: Frames,
+}
+
+/// The stream of messages arriving at a bound endpoint.
+pub type Inbox = mpsc::Receiver<Incoming>;
+
+/// Moves multipart messages between container endpoints.
+///
+/// This is lymph's RPC transport reduced to what the container needs. One value serves one
+/// container: [`bind`](RpcTransport::bind) is called once when the container starts and gives the
+/// container its endpoint, which is both the address peers send requests to and the reply address
+/// it puts on its own requests. [`send`](RpcTransport::send) delivers frames to another endpoint,
+/// stamped with this container's endpoint as their source.
+///
+/// A transport does not interpret frames: the container encodes and decodes them with the codec,
+/// so every backend carries the exact bytes of lymph 0.15. Delivery is at most once: a transport
+/// may lose a message (a peer that is gone, a partition), and the container's timeouts and
+/// heartbeats deal with that. It should return an error from `send` when it knows the message
+/// cannot be delivered.
+///
+/// Backends: [`MemoryRpc`](crate::memory::MemoryRpc) (in-process, `mock://` endpoints), the
+/// simulated `SimRpc` of `lymph-testing`, and ZeroMQ in `lymph-transports`.
+pub trait RpcTransport: Send + Sync + fmt::Debug {
+    /// Binds this container's endpoint and returns it with the inbox of arriving messages.
+    ///
+    /// # Errors
+    ///
+    /// When the endpoint cannot be bound, or when this transport was bound already.
+    fn bind(&self) -> BoxFuture<'_, Result<(String, Inbox)>>;
+
+    /// Sends `frames` to the container bound at `endpoint`.
+    ///
+    /// # Errors
+    ///
+    /// When the transport knows the message cannot be delivered, e.g. no container is bound at
+    /// `endpoint` or the connection to it failed.
+    fn send<'a>(&'a self, endpoint: &'a str, frames: Frames) -> BoxFuture<'a, Result<()>>;
+
+    /// Releases the endpoint: peers can no longer reach it and the inbox ends.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
