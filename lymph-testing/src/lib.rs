@@ -1,0 +1,55 @@
+//! Deterministic simulation and test cases for lymph services.
+//!
+//! # Layout
+//!
+//! - [`Runner`] and [`World`]: a turmoil world per test with a simulated registry, broker and
+//!   network; what `#[lymph::test]` runs a test body in.
+//! - [`sim`]: the simulated backends (`SimRpc`, `SimRegistry`, `SimEvents`) and their hosts.
+//! - [`Timeline`]: everything that crossed the simulated network, for output, checks and the
+//!   determinism check.
+//! - [`Cluster`]: one scenario body for the embedded backends ([`Embedded`]) and the simulator.
+//! - [`ServiceTestCase`], [`MultiServiceTestCase`]: lymph's test cases on the embedded backends.
+//! - [`eventually`], [`for_a_while`]: waiting in simulated or real time.
+//!
+//! # Feature flags
+//!
+//! None.
+
+mod case;
+mod cluster;
+mod runner;
+mod wait;
+mod world;
+
+pub mod seed;
+pub mod sim;
+pub mod timeline;
+
+pub use case::{MockFn, MockReply, MultiServiceTestCase, RpcCall, ServiceTestCase, ServiceTestCaseBuilder};
+pub use cluster::{Cluster, Embedded};
+pub use runner::{DETERMINISM_VAR, NUM_VAR, RunReport, Runner, SEED_VAR, TestOutcome};
+pub use timeline::{Entry, RenderOptions, Timeline};
+pub use wait::{eventually, for_a_while};
+pub use world::{BROKER_HOST, REGISTRY_HOST, SERVICE_PORT, TEST_HOST, World};
+
+/// A test failure with a message, for test bodies that use `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestError(String);
+
+impl TestError {
+    /// A failure saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl std::fmt::Display for TestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TestError {}
+
+/// The result type of test bodies: any error, boxed, so `?` works on everything.
+pub type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;

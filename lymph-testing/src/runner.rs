@@ -1,0 +1,249 @@
+//! The runner behind `#[lymph::test]`: seeds, sweeps, the determinism check and replay lines.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::sim::{DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, broker_server, registry_server};
+use crate::timeline::RenderOptions;
+use crate::world::{BROKER_HOST, Command, REGISTRY_HOST, TEST_HOST, World, run_service};
+use crate::{Timeline, seed};
+
+/// The environment variable that replays one seed.
+pub const SEED_VAR: &str = "LYMPH_TEST_SEED";
+/// The environment variable that sets the number of seeds of every sweep.
+pub const NUM_VAR: &str = "LYMPH_TEST_NUM";
+/// The environment variable that turns on the determinism check (`1`).
+pub const DETERMINISM_VAR: &str = "LYMPH_TEST_CHECK_DETERMINISM";
+
+/// What a test body may return: `()` or a `Result` whose error fails the test.
+pub trait TestOutcome {
+    /// `Err` with a description when the test failed.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl TestOutcome for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Debug> TestOutcome for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| format!("{e:?}"))
+    }
+}
+
+/// Runs a test body in simulated worlds, one per seed.
+///
+/// `#[lymph::test]` expands to a call of this; it can also be used directly. The seed comes from
+/// `LYMPH_TEST_SEED` (replay), else from the test's `seed = N`, else a fresh one; a sweep
+/// (`seeds = N`, or `LYMPH_TEST_NUM`) runs that many seeds derived from it. With
+/// `LYMPH_TEST_CHECK_DETERMINISM=1` (or `check_determinism`) every seed runs twice and the two
+/// timelines must be identical. A failure prints the seed and the command that replays it.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    test_path: &'static str,
+    package: &'static str,
+    target: &'static str,
+    seed: Option<u64>,
+    seeds: u32,
+    check_determinism: bool,
+    duration: Duration,
+    tick: Duration,
+}
+
+/// The result of one simulated run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Everything that crossed the network.
+    pub timeline: Timeline,
+    /// `Err` with a description when the body failed.
+    pub outcome: Result<(), String>,
+}
+
+impl Runner {
+    /// A runner for the test at `test_path` (`module_path!()::name`) of `package`, in the test
+    /// target `target` (`CARGO_CRATE_NAME`).
+    pub fn new(test_path: &'static str, package: &'static str, target: &'static str) -> Self {
+        Self {
+            test_path,
+            package,
+            target,
+            seed: None,
+            seeds: 1,
+            check_determinism: false,
+            duration: Duration::from_secs(3600),
+            tick: Duration::from_millis(1),
+        }
+    }
+
+    /// Runs this seed (unless `LYMPH_TEST_SEED` says otherwise).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Sweeps this many seeds (unless `LYMPH_TEST_NUM` says otherwise).
+    pub fn seeds(mut self, seeds: u32) -> Self {
+        self.seeds = seeds.max(1);
+        self
+    }
+
+    /// Runs every seed twice and fails if the timelines differ.
+    pub fn check_determinism(mut self, check: bool) -> Self {
+        self.check_determinism = check;
+        self
+    }
+
+    /// The longest simulated time a run may take (1 hour unless set).
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// The simulator's time step (1 ms unless set): message latencies and timers are rounded to it.
+    pub fn tick(mut self, tick: Duration) -> Self {
+        self.tick = tick;
+        self
+    }
+
+    /// Runs `body` once per seed; panics (failing the test) with a replay line on the first failure.
+    ///
+    /// # Panics
+    ///
+    /// When the body fails or panics, or when the determinism check finds a difference.
+    pub fn run<F, Fut, R>(self, body: F)
+    where
+        F: Fn(World) -> Fut + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: TestOutcome,
+    {
+        let env_seed = std::env::var(SEED_VAR).ok().map(|s| {
+            s.trim().parse::<u64>().unwrap_or_else(|_| panic!("{SEED_VAR}={s:?} is not a number"))
+        });
+        let check = self.check_determinism || std::env::var(DETERMINISM_VAR).is_ok_and(|v| v == "1");
+        let (base, count) = match env_seed {
+            Some(seed) => (seed, 1),
+            None => {
+                let count = std::env::var(NUM_VAR).ok().and_then(|n| n.trim().parse().ok()).unwrap_or(self.seeds);
+                (self.seed.unwrap_or_else(rand::random), count)
+            }
+        };
+        for index in 0..count {
+            let seed = seed::nth(base, index);
+            let first = catch_unwind(AssertUnwindSafe(|| self.run_seed(seed, &body)));
+            let report = match first {
+                Ok(report) => report,
+                Err(panic) => {
+                    self.print_replay(seed, "panicked");
+                    resume_unwind(panic);
+                }
+            };
+            if let Err(failure) = &report.outcome {
+                self.print_replay(seed, "failed");
+                panic!("{}: {failure}", self.test_path);
+            }
+            if check {
+                let second = catch_unwind(AssertUnwindSafe(|| self.run_seed(seed, &body)));
+                let second = second.unwrap_or_else(|panic| {
+                    self.print_replay(seed, "panicked on its second run");
+                    resume_unwind(panic)
+                });
+                let options = RenderOptions { heartbeats: true, ..RenderOptions::default() };
+                let (a, b) = (report.timeline.render(&options), second.timeline.render(&options));
+                if a != b {
+                    self.print_replay(seed, "is not deterministic");
+                    let line = a.lines().zip(b.lines()).position(|(x, y)| x != y).unwrap_or(a.lines().count().min(b.lines().count()));
+                    panic!(
+                        "{}: two runs of seed {seed} differ at timeline line {}:\n  first:  {}\n  second: {}",
+                        self.test_path,
+                        line + 1,
+                        a.lines().nth(line).unwrap_or("<end>"),
+                        b.lines().nth(line).unwrap_or("<end>"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs `body` in one world seeded with `seed` and returns its report.
+    ///
+    /// # Panics
+    ///
+    /// When the body panics, or a simulated host fails.
+    pub fn run_seed<F, Fut, R>(&self, seed: u64, body: &F) -> RunReport
+    where
+        F: Fn(World) -> Fut + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: TestOutcome,
+    {
+        let timeline = Timeline::default();
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(seed)
+            .simulation_duration(self.duration)
+            .tick_duration(self.tick)
+            .build();
+        sim.host(REGISTRY_HOST, || registry_server(DEFAULT_REGISTRY_PORT));
+        sim.host(BROKER_HOST, || broker_server(DEFAULT_BROKER_PORT));
+        let world = World::new(seed, timeline.clone());
+        let outcome: Rc<RefCell<Option<Result<(), String>>>> = Rc::default();
+        let body_outcome = outcome.clone();
+        let body_world = world.clone();
+        let future = body(body_world);
+        sim.client(TEST_HOST, async move {
+            let result = future.await.into_result();
+            *body_outcome.borrow_mut() = Some(result);
+            Ok(())
+        });
+        let result = loop {
+            apply_commands(&mut sim, &world);
+            match sim.step() {
+                Ok(true) => break Ok(()),
+                Ok(false) => {}
+                Err(error) => break Err(format!("the simulation failed: {error}")),
+            }
+        };
+        let outcome = match result {
+            Ok(()) => outcome.borrow_mut().take().unwrap_or(Err("the test body did not finish".to_owned())),
+            Err(error) => Err(error),
+        };
+        RunReport { seed, timeline, outcome }
+    }
+
+    fn print_replay(&self, seed: u64, what: &str) {
+        let name = self.test_path.split_once("::").map_or(self.test_path, |(_, rest)| rest);
+        let target = if self.target == self.package.replace('-', "_") {
+            "--lib".to_owned()
+        } else {
+            format!("--test {}", self.target)
+        };
+        eprintln!(
+            "\nlymph: {} {what} with seed {seed}. Replay it with:\n\n    {SEED_VAR}={seed} cargo test -p {} {target} -- {name} --exact\n",
+            self.test_path, self.package
+        );
+    }
+}
+
+fn apply_commands(sim: &mut turmoil::Sim<'_>, world: &World) {
+    loop {
+        let command = world.state.commands.borrow_mut().pop_front();
+        let Some(command) = command else { break };
+        match command {
+            Command::Start { host, factory, control } => {
+                let (seed, timeline) = (world.state.seed, world.state.timeline.clone());
+                let name = host.clone();
+                sim.host(host.as_str(), move || {
+                    run_service(name.clone(), factory.clone(), control.clone(), seed, timeline.clone())
+                });
+            }
+            Command::Crash(host) => sim.crash(host.as_str()),
+            Command::Restart(host) => sim.bounce(host.as_str()),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Simulated backends of the three seams, over `turmoil::net`.
+//!
+//! Every value here is created inside a turmoil host (or client) and talks to other hosts over
+//! turmoil's simulated TCP, so partitions, crashes, latency and loss apply to it:
+//!
+//! - [`SimRpc`]: the RPC transport; endpoints `tcp://<host>:<port>`, one connection per peer.
+//! - [`registry_server`] (run it as a host, e.g. `"registry"`) and [`SimRegistry`] (its client):
+//!   a small ZooKeeper with sessions, ephemeral registrations and watches.
+//! - [`broker_server`] (e.g. host `"broker"`) and [`SimEvents`] (its client): a small RabbitMQ
+//!   whose queues are a [`MemoryEvents`](lymph_core::memory::MemoryEvents).
+//!
+//! # Sessions
+//!
+//! The registry and broker clients hold one TCP connection each (a session). The client sends a
+//! ping every [`HEARTBEAT_INTERVAL`]; either side drops a connection on which nothing arrived
+//! for [`SESSION_TIMEOUT`] (turmoil does not retransmit, so a partition leaves a connection
+//! silent for good). When a session ends, the server undoes what the session owned: its
+//! registrations (ephemeral nodes) and its consumers, whose unsettled deliveries go back to their
+//! queues. The client reconnects every [`RECONNECT_BACKOFF`], then registers again what it had
+//! registered, re-establishes its watches and re-subscribes its subscriptions; the receivers it
+//! handed out earlier keep working. Calls made while it is disconnected wait for the connection,
+//! up to [`REQUEST_TIMEOUT`].
+//!
+//! All timing uses `tokio::time`, every `select!` is `biased`, and all maps are ordered, so a
+//! simulation with a fixed seed replays exactly.
+
+mod broker;
+mod registry;
+mod rpc;
+mod wire;
+
+use std::time::Duration;
+
+pub use broker::{SimEvents, broker_server, broker_server_on};
+pub use registry::{SimRegistry, registry_server, registry_server_on};
+pub use rpc::SimRpc;
+
+/// The port the simulated registry listens on by default (ZooKeeper's).
+pub const DEFAULT_REGISTRY_PORT: u16 = 2181;
+/// The port the simulated broker listens on by default (AMQP's).
+pub const DEFAULT_BROKER_PORT: u16 = 5672;
+
+/// How often a session client pings its server, and RPC connections send keepalives.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a connection may stay silent before it is considered dead.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a session client waits between connection attempts.
+pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a registry or broker call waits for its answer, connection included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,0 +1,454 @@
+//! The simulated registry: a ZooKeeper-like host with sessions, ephemeral registrations and
+//! watches, and its client [`SimRegistry`].
+//!
+//! # Protocol
+//!
+//! One TCP connection per client session; every message is a u32 big-endian length followed by
+//! msgpack (serde, maps with field names). The client sends [`ClientMessage`]s `{id, request}`;
+//! the server answers each with a `Reply {id, result}` and pushes an `Update {service,
+//! instances}` whenever a watched service changes. `Ping` (id 0) is answered with `Pong`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::BoxFuture;
+use lymph_core::memory::MemoryRegistry;
+use lymph_core::registry::{InstanceWatch, Registry, ServiceInstance};
+use lymph_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use turmoil::net::TcpListener;
+
+use super::wire::{self, AbortOnDrop, Link, Out, Session};
+use super::{HEARTBEAT_INTERVAL, REQUEST_TIMEOUT, SESSION_TIMEOUT};
+use crate::timeline::{Entry, Timeline};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Request {
+    Register { service: String, instance: Box<ServiceInstance> },
+    Unregister { service: String, id: String },
+    Discover,
+    Watch { service: String },
+    Ping,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ClientMessage {
+    id: u64,
+    request: Request,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    Done,
+    Services(Vec<String>),
+    Instances(Vec<ServiceInstance>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Failure {
+    LookupFailure(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum ServerMessage {
+    Reply { id: u64, result: std::result::Result<Reply, Failure> },
+    Update { service: String, instances: Vec<ServiceInstance> },
+    Pong,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+/// Runs a simulated registry on `port` with a fresh, empty registry: the body of a turmoil host.
+///
+/// ```no_run
+/// # let mut sim = turmoil::Builder::new().build();
+/// use lymph_testing::sim;
+/// sim.host("registry", || sim::registry_server(sim::DEFAULT_REGISTRY_PORT));
+/// ```
+///
+/// Must be called from within a simulation.
+///
+/// # Errors
+///
+/// When the port cannot be bound.
+pub async fn registry_server(port: u16) -> turmoil::Result {
+    registry_server_on(port, MemoryRegistry::new()).await
+}
+
+/// Runs a simulated registry on `port` serving `registry` (which the test can inspect).
+///
+/// Sessions own what they register: when a session's connection closes or stays silent for
+/// [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT), the instances it registered (and that no later
+/// session registered again) are unregistered.
+///
+/// Must be called from within a simulation.
+///
+/// # Errors
+///
+/// When the port cannot be bound.
+pub async fn registry_server_on(port: u16, registry: MemoryRegistry) -> turmoil::Result {
+    let listener = TcpListener::bind(("0.0.0.0", port)).await?;
+    let owners: Arc<Mutex<BTreeMap<(String, String), u64>>> = Arc::default();
+    let mut sessions = JoinSet::new();
+    let mut last_session = 0u64;
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        while sessions.try_join_next().is_some() {}
+        last_session += 1;
+        let link = Link::new(stream, peer.to_string(), wire::read_serde::<ClientMessage>);
+        let server = ServerSession {
+            id: last_session,
+            registry: registry.clone(),
+            owners: Arc::clone(&owners),
+            owned: BTreeSet::new(),
+            watches: JoinSet::new(),
+            watched: BTreeSet::new(),
+        };
+        sessions.spawn(server.run(link));
+    }
+}
+
+struct ServerSession {
+    id: u64,
+    registry: MemoryRegistry,
+    /// Which session registered each instance last.
+    owners: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+    owned: BTreeSet<(String, String)>,
+    watches: JoinSet<()>,
+    watched: BTreeSet<String>,
+}
+
+impl ServerSession {
+    async fn run(mut self, mut link: Link<ClientMessage>) {
+        let mut last_rx = Instant::now();
+        let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                message = link.rx.recv() => match message {
+                    Some(message) => {
+                        last_rx = Instant::now();
+                        let out = Out::of(&link);
+                        self.handle(message, &out);
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if last_rx.elapsed() > SESSION_TIMEOUT {
+                        tracing::debug!(session = self.id, "registry session timed out");
+                        break;
+                    }
+                }
+            }
+        }
+        drop(link);
+        self.watches.abort_all();
+        let owners = Arc::clone(&self.owners);
+        for key in std::mem::take(&mut self.owned) {
+            let mine = {
+                let mut owners = owners.lock().unwrap_or_else(PoisonError::into_inner);
+                if owners.get(&key) == Some(&self.id) {
+                    owners.remove(&key);
+                    true
+                } else {
+                    false
+                }
+            };
+            if mine {
+                self.registry.unregister_now(&key.0, &key.1);
+            }
+        }
+    }
+
+    fn handle(&mut self, message: ClientMessage, out: &Out) {
+        let ClientMessage { id, request } = message;
+        let result = match request {
+            Request::Ping => {
+                out.send(&ServerMessage::Pong);
+                return;
+            }
+            Request::Register { service, instance } => {
+                let key = (service.clone(), instance.id.clone());
+                self.owners.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), self.id);
+                self.owned.insert(key);
+                self.registry.register_now(&service, *instance);
+                Ok(Reply::Done)
+            }
+            Request::Unregister { service, id } => {
+                let key = (service.clone(), id.clone());
+                self.owners.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+                self.owned.remove(&key);
+                self.registry.unregister_now(&service, &id);
+                Ok(Reply::Done)
+            }
+            Request::Discover => Ok(Reply::Services(self.registry.services())),
+            Request::Watch { service } => match self.registry.watch_now(&service) {
+                Ok(mut watch) => {
+                    let instances = watch.borrow_and_update().clone();
+                    if self.watched.insert(service.clone()) {
+                        let out = out.clone();
+                        self.watches.spawn(async move {
+                            while watch.changed().await.is_ok() {
+                                let instances = watch.borrow_and_update().clone();
+                                if !out.send(&ServerMessage::Update { service: service.clone(), instances }) {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Ok(Reply::Instances(instances))
+                }
+                Err(_) => Err(Failure::LookupFailure(service)),
+            },
+        };
+        out.send(&ServerMessage::Reply { id, result });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+type Answer = Result<Answered>;
+
+#[derive(Debug)]
+enum Answered {
+    Done,
+    Services(Vec<String>),
+    Watch(InstanceWatch),
+}
+
+#[derive(Debug)]
+struct Command {
+    request: Request,
+    reply: oneshot::Sender<Answer>,
+}
+
+struct InFlight {
+    request: Request,
+    reply: Option<oneshot::Sender<Answer>>,
+}
+
+struct ClientSession {
+    me: String,
+    timeline: Timeline,
+    last_id: u64,
+    in_flight: BTreeMap<u64, InFlight>,
+    /// What this client registered, to register again after a reconnect.
+    registered: BTreeMap<(String, String), ServiceInstance>,
+    /// The services watched, with the channels handed out.
+    watches: BTreeMap<String, watch::Sender<Vec<ServiceInstance>>>,
+}
+
+impl ClientSession {
+    fn send(&mut self, out: &Out, request: Request, reply: Option<oneshot::Sender<Answer>>) {
+        self.last_id += 1;
+        let id = self.last_id;
+        out.send(&ClientMessage { id, request: request.clone() });
+        self.in_flight.insert(id, InFlight { request, reply });
+    }
+
+    fn update(&mut self, service: &str, instances: Vec<ServiceInstance>) -> InstanceWatch {
+        match self.watches.get(service) {
+            Some(sender) => {
+                sender.send_if_modified(|current| {
+                    let changed = *current != instances;
+                    *current = instances;
+                    changed
+                });
+                sender.subscribe()
+            }
+            None => {
+                let (sender, receiver) = watch::channel(instances);
+                self.watches.insert(service.to_owned(), sender);
+                receiver
+            }
+        }
+    }
+}
+
+impl Session for ClientSession {
+    type Command = Command;
+    type In = ServerMessage;
+    const NAME: &'static str = "registry";
+
+    fn ping() -> Vec<u8> {
+        wire::encode(&ClientMessage { id: 0, request: Request::Ping })
+    }
+
+    fn connected(&mut self, out: &Out) {
+        let registered: Vec<_> = self.registered.iter().map(|((s, _), i)| (s.clone(), i.clone())).collect();
+        for (service, instance) in registered {
+            self.send(out, Request::Register { service, instance: Box::new(instance) }, None);
+        }
+        let watched: Vec<String> = self.watches.keys().cloned().collect();
+        for service in watched {
+            self.send(out, Request::Watch { service }, None);
+        }
+    }
+
+    fn command(&mut self, command: Command, out: Option<&Out>) -> Option<Command> {
+        if command.reply.is_closed() {
+            return None;
+        }
+        match out {
+            Some(out) => {
+                self.send(out, command.request, Some(command.reply));
+                None
+            }
+            None => Some(command),
+        }
+    }
+
+    fn message(&mut self, message: ServerMessage, _out: &Out) {
+        match message {
+            ServerMessage::Pong => {}
+            ServerMessage::Update { service, instances } => {
+                self.update(&service, instances);
+            }
+            ServerMessage::Reply { id, result } => {
+                let Some(InFlight { request, reply }) = self.in_flight.remove(&id) else {
+                    tracing::warn!(id, "registry reply to no request");
+                    return;
+                };
+                let replay = reply.is_none();
+                let answer = match (request, result) {
+                    (Request::Register { service, instance }, Ok(_)) => {
+                        let detail = format!(
+                            "id={} endpoint={}{}",
+                            instance.id.chars().take(8).collect::<String>(),
+                            instance.endpoint,
+                            if replay { " (again, new session)" } else { "" }
+                        );
+                        self.timeline.record(Entry::now(&self.me, "register", &service).detail(detail));
+                        self.registered.insert((service, instance.id.clone()), *instance);
+                        Ok(Answered::Done)
+                    }
+                    (Request::Unregister { service, id }, Ok(_)) => {
+                        let detail = format!("id={}", id.chars().take(8).collect::<String>());
+                        self.timeline.record(Entry::now(&self.me, "unregister", &service).detail(detail));
+                        self.registered.remove(&(service, id));
+                        Ok(Answered::Done)
+                    }
+                    (Request::Discover, Ok(Reply::Services(services))) => Ok(Answered::Services(services)),
+                    (Request::Watch { service }, Ok(Reply::Instances(instances))) => {
+                        Ok(Answered::Watch(self.update(&service, instances)))
+                    }
+                    (Request::Watch { service }, Err(Failure::LookupFailure(_))) if replay => {
+                        // The registry forgot the service (it restarted): no instances.
+                        self.update(&service, Vec::new());
+                        Err(Error::LookupFailure { service })
+                    }
+                    (_, Err(Failure::LookupFailure(service))) => Err(Error::LookupFailure { service }),
+                    (request, Ok(reply)) => {
+                        tracing::warn!(?request, ?reply, "registry reply does not fit the request");
+                        Err(Error::transport("the registry sent a reply that does not fit the request"))
+                    }
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
+
+    fn disconnected(&mut self) {
+        for (_, in_flight) in std::mem::take(&mut self.in_flight) {
+            if let Some(reply) = in_flight.reply {
+                let _ = reply.send(Err(Error::transport("the connection to the registry was lost")));
+            }
+        }
+    }
+}
+
+/// A [`Registry`] client of a simulated registry host (see [`registry_server`]).
+///
+/// It keeps one session (connection) to the registry, reconnecting when it fails; after a
+/// reconnect it registers again every instance it had registered and re-establishes its watches,
+/// so the [`InstanceWatch`]es it handed out keep working. Its registrations vanish when its
+/// session dies (its host crashes, or is partitioned from the registry for longer than
+/// [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT)). Successful registrations and unregistrations are
+/// recorded on the timeline.
+pub struct SimRegistry {
+    host: String,
+    addr: String,
+    commands: mpsc::UnboundedSender<Command>,
+    _task: AbortOnDrop,
+}
+
+impl fmt::Debug for SimRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimRegistry").field("host", &self.host).field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl SimRegistry {
+    /// Starts a client of the registry at `addr` (`"registry:2181"`) for host `host`; it connects
+    /// in the background, and calls wait for the connection.
+    ///
+    /// Must be called from within a simulation.
+    ///
+    /// # Errors
+    ///
+    /// When `addr` is not `host:port`.
+    pub fn connect(addr: &str, host: &str, timeline: Timeline) -> Result<Self> {
+        let target = wire::split_addr(addr)
+            .ok_or_else(|| Error::Config(format!("registry address {addr:?} is not host:port")))?;
+        let (commands, rx) = mpsc::unbounded_channel();
+        let session = ClientSession {
+            me: host.to_owned(),
+            timeline: timeline.clone(),
+            last_id: 0,
+            in_flight: BTreeMap::new(),
+            registered: BTreeMap::new(),
+            watches: BTreeMap::new(),
+        };
+        let task = tokio::spawn(wire::drive(session, target, host.to_owned(), timeline, rx));
+        Ok(Self { host: host.to_owned(), addr: addr.to_owned(), commands, _task: AbortOnDrop(task) })
+    }
+
+    async fn call(&self, request: Request) -> Answer {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command { request, reply })
+            .map_err(|_| Error::transport("the registry session task is gone"))?;
+        wire::answer(rx, REQUEST_TIMEOUT, "registry call").await
+    }
+}
+
+impl Registry for SimRegistry {
+    fn register<'a>(&'a self, service: &'a str, instance: ServiceInstance) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(Request::Register { service: service.to_owned(), instance: Box::new(instance) }).await.map(drop)
+        })
+    }
+
+    fn unregister<'a>(&'a self, service: &'a str, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(Request::Unregister { service: service.to_owned(), id: id.to_owned() }).await.map(drop)
+        })
+    }
+
+    fn discover(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        Box::pin(async move {
+            match self.call(Request::Discover).await? {
+                Answered::Services(services) => Ok(services),
+                other => Err(Error::transport(format!("unexpected registry answer {other:?}"))),
+            }
+        })
+    }
+
+    fn watch<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<InstanceWatch>> {
+        Box::pin(async move {
+            match self.call(Request::Watch { service: service.to_owned() }).await? {
+                Answered::Watch(watch) => Ok(watch),
+                other => Err(Error::transport(format!("unexpected registry answer {other:?}"))),
+            }
+        })
+    }
+}

@@ -1,0 +1,369 @@
+//! The simulated RPC transport: framed multipart messages over turmoil TCP.
+//!
+//! # Wire format
+//!
+//! A message is a u32 big-endian frame count, then each frame as a u32 big-endian length and its
+//! bytes (at most 64 frames of at most 16 MiB). A connection carries messages one way, from the
+//! connecting side to the listening side, as ZeroMQ's ROUTER-to-ROUTER pattern does: replies
+//! travel on the replier's own connection to the requester's endpoint. The first message on a
+//! connection is a hello: one frame, the sender's endpoint `tcp://<host>:<port>`. A message with
+//! no frames is a keepalive: the connecting side sends one every
+//! [`HEARTBEAT_INTERVAL`](super::HEARTBEAT_INTERVAL) and the listening side answers it, so a
+//! connection silent for [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT) (e.g. cut by a partition,
+//! which turmoil never heals) is dropped and the next send connects afresh.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use indexmap::IndexMap;
+use lymph_core::rpc::{Frames, Inbox, Incoming, RpcTransport};
+use lymph_core::{Error, Headers, Result, Value};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use turmoil::net::tcp::OwnedReadHalf;
+use turmoil::net::{TcpListener, TcpStream};
+
+use super::wire::{self, AbortOnDrop, Link};
+use super::{HEARTBEAT_INTERVAL, SESSION_TIMEOUT};
+use crate::timeline::{Entry, Timeline};
+
+/// The most frames a message may have.
+const MAX_FRAMES: u32 = 64;
+/// How many messages an inbox holds before the connections feeding it wait.
+const INBOX_CAPACITY: usize = 4096;
+/// How many request subjects are remembered to annotate replies on the timeline.
+const SUBJECTS_REMEMBERED: usize = 4096;
+
+fn encode_frames(frames: &[Bytes]) -> Vec<u8> {
+    let len = 4 + frames.iter().map(|f| 4 + f.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&u32::try_from(frames.len()).unwrap_or(u32::MAX).to_be_bytes());
+    for frame in frames {
+        out.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(frame);
+    }
+    out
+}
+
+fn read_frames(r: &mut OwnedReadHalf) -> BoxFuture<'_, io::Result<Option<Frames>>> {
+    Box::pin(async move {
+        let Some(count) = wire::read_u32(r).await? else { return Ok(None) };
+        if count > MAX_FRAMES {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{count} frames exceed {MAX_FRAMES}")));
+        }
+        let mut frames = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let len = wire::read_u32(r).await?.ok_or(io::ErrorKind::UnexpectedEof)?;
+            frames.push(Bytes::from(wire::read_bytes(r, len).await?));
+        }
+        Ok(Some(frames))
+    })
+}
+
+/// Writes RPC traffic onto the timeline, annotating replies with their request's subject.
+#[derive(Debug, Clone)]
+struct Recorder {
+    host: String,
+    timeline: Timeline,
+    subjects: Arc<Mutex<IndexMap<String, String>>>,
+}
+
+impl Recorder {
+    fn record(&self, frames: &[Bytes], detail: String) {
+        let text = |i: usize| frames.get(i).map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
+        let (id, kind, raw_subject) = (text(0), text(1), text(2));
+        let kind: String = if kind.is_empty() { "?".into() } else { kind.chars().take(16).collect() };
+        let trace = frames
+            .get(3)
+            .and_then(|h| Value::from_msgpack(h).ok())
+            .and_then(|v| Headers::from_value(v).ok())
+            .and_then(|h| h.trace_id().map(str::to_owned));
+        let short = |s: &str| s.chars().take(8).collect::<String>();
+        let subject = {
+            let mut subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
+            if kind == "REQ" {
+                subjects.insert(id.clone(), raw_subject.clone());
+                if subjects.len() > SUBJECTS_REMEMBERED {
+                    subjects.shift_remove_index(0);
+                }
+                raw_subject
+            } else {
+                match subjects.get(&raw_subject) {
+                    Some(request) => format!("{request} (re {})", short(&raw_subject)),
+                    None => format!("(re {})", short(&raw_subject)),
+                }
+            }
+        };
+        let detail = if kind == "REQ" { format!("{detail} id={}", short(&id)) } else { detail };
+        self.timeline.record(Entry::now(&self.host, kind, subject).trace(trace).detail(detail));
+    }
+}
+
+#[derive(Debug)]
+struct Connection {
+    id: u64,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    _task: AbortOnDrop,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    bound: bool,
+    accept: Option<AbortOnDrop>,
+    /// One outgoing connection per destination endpoint.
+    connections: BTreeMap<String, Connection>,
+    last_connection: u64,
+}
+
+/// The simulated [`RpcTransport`]: endpoint `tcp://<host>:<port>` on turmoil TCP.
+///
+/// It keeps one outgoing connection per destination, connecting lazily and once more when
+/// writing fails, and accepts connections from peers on its port. A connection to a crashed peer
+/// is noticed when it closes; one cut by a partition when its keepalives stop (see the module
+/// docs); messages written to it in between are lost, which the container's timeouts handle.
+/// Every message sent and received is recorded on the timeline (kind and subject from the
+/// frames, trace id from the headers).
+pub struct SimRpc {
+    endpoint: String,
+    port: u16,
+    recorder: Recorder,
+    state: Arc<Mutex<State>>,
+}
+
+impl fmt::Debug for SimRpc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimRpc").field("endpoint", &self.endpoint).finish_non_exhaustive()
+    }
+}
+
+impl SimRpc {
+    /// A transport for host `host` that will listen on `port`; its endpoint is
+    /// `tcp://<host>:<port>`.
+    pub fn new(host: &str, port: u16, timeline: Timeline) -> Self {
+        Self {
+            endpoint: format!("tcp://{host}:{port}"),
+            port,
+            recorder: Recorder { host: host.to_owned(), timeline, subjects: Arc::default() },
+            state: Arc::default(),
+        }
+    }
+
+    /// The endpoint, `tcp://<host>:<port>`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn existing(&self, to: &str) -> Option<mpsc::UnboundedSender<Vec<u8>>> {
+        self.state().connections.get(to).filter(|c| !c.tx.is_closed()).map(|c| c.tx.clone())
+    }
+
+    async fn connect(&self, to: &str) -> Result<mpsc::UnboundedSender<Vec<u8>>> {
+        let (host, port) = to
+            .strip_prefix("tcp://")
+            .and_then(wire::split_addr)
+            .ok_or_else(|| Error::transport(format!("{to:?} is not a tcp://host:port endpoint")))?;
+        let stream = match tokio::time::timeout(SESSION_TIMEOUT, TcpStream::connect((host.as_str(), port))).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(Error::transport(format!("cannot connect to {to}: {error}"))),
+            Err(_) => return Err(Error::transport(format!("cannot connect to {to}: timed out"))),
+        };
+        let link = Link::new(stream, to.to_owned(), read_frames);
+        link.send(encode_frames(&[Bytes::from(self.endpoint.clone())]));
+        let tx = link.tx.clone();
+        let mut state = self.state();
+        if let Some(existing) = state.connections.get(to).filter(|c| !c.tx.is_closed()) {
+            // Another send connected meanwhile: use its connection, so nothing queued on it is lost.
+            return Ok(existing.tx.clone());
+        }
+        state.last_connection += 1;
+        let id = state.last_connection;
+        let task = tokio::spawn(run_outgoing(link, Arc::downgrade(&self.state), to.to_owned(), id));
+        state.connections.insert(to.to_owned(), Connection { id, tx: tx.clone(), _task: AbortOnDrop(task) });
+        Ok(tx)
+    }
+
+    fn forget(&self, to: &str) {
+        self.state().connections.remove(to);
+    }
+
+    fn shut(&self) {
+        let mut state = self.state();
+        state.accept = None;
+        state.connections.clear();
+    }
+}
+
+/// Keeps an outgoing connection alive and notices when it is dead.
+async fn run_outgoing(mut link: Link<Frames>, state: Weak<Mutex<State>>, to: String, id: u64) {
+    let mut last_rx = Instant::now();
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            message = link.rx.recv() => match message {
+                Some(_) => last_rx = Instant::now(),
+                None => break,
+            },
+            _ = tick.tick() => {
+                if last_rx.elapsed() > SESSION_TIMEOUT {
+                    tracing::debug!(%to, "rpc connection silent, dropping it");
+                    break;
+                }
+                if !link.send(encode_frames(&[])) {
+                    break;
+                }
+            }
+        }
+    }
+    drop(link);
+    if let Some(state) = state.upgrade() {
+        let removed = {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            match state.connections.get(&to) {
+                Some(c) if c.id == id => state.connections.remove(&to),
+                _ => None,
+            }
+        };
+        // Dropping it aborts this task, which is finishing anyway.
+        drop(removed);
+    }
+}
+
+/// Serves one accepted connection: hello, then messages into the inbox.
+async fn serve_incoming(stream: TcpStream, peer: String, inbox: mpsc::Sender<Incoming>, recorder: Recorder) {
+    let mut link = Link::new(stream, peer.clone(), read_frames);
+    let source = match tokio::time::timeout(SESSION_TIMEOUT, link.rx.recv()).await {
+        Ok(Some(hello)) => match hello.as_slice() {
+            [endpoint] => match std::str::from_utf8(endpoint) {
+                Ok(endpoint) => endpoint.to_owned(),
+                Err(_) => {
+                    tracing::warn!(%peer, "hello is not utf-8, closing the connection");
+                    return;
+                }
+            },
+            _ => {
+                tracing::warn!(%peer, frames = hello.len(), "bad hello, closing the connection");
+                return;
+            }
+        },
+        _ => return,
+    };
+    let mut last_rx = Instant::now();
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            message = link.rx.recv() => match message {
+                Some(frames) => {
+                    last_rx = Instant::now();
+                    if frames.is_empty() {
+                        link.send(encode_frames(&[]));
+                        continue;
+                    }
+                    recorder.record(&frames, format!("<- {source}"));
+                    if inbox.send(Incoming { source: source.clone(), frames }).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                if last_rx.elapsed() > SESSION_TIMEOUT {
+                    tracing::debug!(%peer, "incoming rpc connection silent, dropping it");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl RpcTransport for SimRpc {
+    fn bind(&self) -> BoxFuture<'_, Result<(String, Inbox)>> {
+        Box::pin(async move {
+            if self.state().bound {
+                return Err(Error::Config(format!("this transport is bound to {} already", self.endpoint)));
+            }
+            let listener = TcpListener::bind(("0.0.0.0", self.port))
+                .await
+                .map_err(|e| Error::transport(format!("cannot bind port {}: {e}", self.port)))?;
+            let (tx, inbox) = mpsc::channel(INBOX_CAPACITY);
+            let recorder = self.recorder.clone();
+            let accept = tokio::spawn(async move {
+                let mut connections = JoinSet::new();
+                loop {
+                    match listener.accept().await {
+                        Ok((stream, peer)) => {
+                            while connections.try_join_next().is_some() {}
+                            connections.spawn(serve_incoming(stream, peer.to_string(), tx.clone(), recorder.clone()));
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "accept failed");
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut state = self.state();
+            if state.bound {
+                return Err(Error::Config(format!("this transport is bound to {} already", self.endpoint)));
+            }
+            state.bound = true;
+            state.accept = Some(AbortOnDrop(accept));
+            Ok((self.endpoint.clone(), inbox))
+        })
+    }
+
+    fn send<'a>(&'a self, endpoint: &'a str, frames: Frames) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if !self.state().bound {
+                return Err(Error::transport("cannot send before the transport is bound"));
+            }
+            self.recorder.record(&frames, format!("-> {endpoint}"));
+            let bytes = encode_frames(&frames);
+            let mut last_error = None;
+            for _ in 0..2 {
+                let tx = match self.existing(endpoint) {
+                    Some(tx) => tx,
+                    None => match self.connect(endpoint).await {
+                        Ok(tx) => tx,
+                        Err(error) => {
+                            last_error = Some(error);
+                            break;
+                        }
+                    },
+                };
+                if tx.send(bytes.clone()).is_ok() {
+                    return Ok(());
+                }
+                self.forget(endpoint);
+            }
+            let error = last_error.unwrap_or_else(|| Error::transport(format!("the connection to {endpoint} failed")));
+            self.recorder.timeline.record(
+                Entry::now(&self.recorder.host, "drop", String::from_utf8_lossy(frames.get(2).map_or(&[][..], |f| f)))
+                    .detail(format!("-> {endpoint}: {error}")),
+            );
+            Err(error)
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move { self.shut() })
+    }
+}
+
+impl Drop for SimRpc {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}

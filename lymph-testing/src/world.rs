@@ -1,0 +1,257 @@
+//! The simulated world a `#[lymph::test]` body runs in.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use lymph_core::{Container, ContainerBuilder, Error};
+use tokio::sync::Notify;
+
+use crate::sim::{DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, SimEvents, SimRegistry, SimRpc};
+use crate::{Entry, Timeline, seed};
+
+/// The host the registry runs on.
+pub const REGISTRY_HOST: &str = "registry";
+/// The host the broker runs on.
+pub const BROKER_HOST: &str = "broker";
+/// The host the test body runs on.
+pub const TEST_HOST: &str = "test";
+/// The port service containers bind in the simulator.
+pub const SERVICE_PORT: u16 = 4000;
+
+/// Makes the container of a service host: its interfaces and settings. The world adds the
+/// simulated backends and a seed. Called again each time the host restarts.
+pub(crate) type Factory = Rc<dyn Fn() -> ContainerBuilder>;
+
+/// What a host's software shares with the world: started, stop requested, stopped.
+#[derive(Default)]
+pub(crate) struct HostControl {
+    pub(crate) started: Cell<bool>,
+    pub(crate) incarnation: Cell<u32>,
+    pub(crate) stop: Notify,
+    pub(crate) stopped: Cell<bool>,
+    pub(crate) container: RefCell<Option<Container>>,
+}
+
+/// A change to the simulation that only the runner can make, between two steps.
+pub(crate) enum Command {
+    Start { host: String, factory: Factory, control: Rc<HostControl> },
+    Crash(String),
+    Restart(String),
+}
+
+/// The shared state of one simulation run.
+pub(crate) struct WorldState {
+    pub(crate) seed: u64,
+    pub(crate) timeline: Timeline,
+    pub(crate) commands: RefCell<VecDeque<Command>>,
+    pub(crate) hosts: RefCell<BTreeMap<String, Rc<HostControl>>>,
+    clients: Cell<u16>,
+}
+
+/// A handle on the simulated world, given to the body of a `#[lymph::test]`.
+///
+/// The world has a registry host (`registry`, a simulated ZooKeeper), a broker host (`broker`, a
+/// simulated RabbitMQ) and the test's own host (`test`), on a simulated network where time is
+/// virtual: sleeping 10 s takes no wall-clock time. Service hosts are added with
+/// [`start`](World::start); clients made with [`client`](World::client) run in the test host.
+/// Everything that crosses the network is recorded on the [`Timeline`].
+///
+/// All methods must be called from within the simulation (the test body).
+#[derive(Clone)]
+pub struct World {
+    pub(crate) state: Rc<WorldState>,
+}
+
+impl fmt::Debug for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("World")
+            .field("seed", &self.state.seed)
+            .field("hosts", &self.state.hosts.borrow().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl World {
+    pub(crate) fn new(seed: u64, timeline: Timeline) -> Self {
+        Self {
+            state: Rc::new(WorldState {
+                seed,
+                timeline,
+                commands: RefCell::new(VecDeque::new()),
+                hosts: RefCell::new(BTreeMap::new()),
+                clients: Cell::new(0),
+            }),
+        }
+    }
+
+    /// The seed of this run.
+    pub fn seed(&self) -> u64 {
+        self.state.seed
+    }
+
+    /// The timeline recorded so far.
+    pub fn timeline(&self) -> &Timeline {
+        &self.state.timeline
+    }
+
+    /// Notes something on the timeline, as the test host (e.g. a step of the scenario).
+    pub fn note(&self, kind: &str, detail: impl Into<String>) {
+        self.state.timeline.record(Entry {
+            time: turmoil::sim_elapsed().unwrap_or_default(),
+            host: TEST_HOST.to_owned(),
+            kind: kind.to_owned(),
+            subject: String::new(),
+            trace_id: None,
+            detail: detail.into(),
+        });
+    }
+
+    /// Starts a service host named `host` running the container `factory` makes, and waits until
+    /// the container has started (bound, subscribed and registered).
+    ///
+    /// # Errors
+    ///
+    /// When a host of that name exists already, or the container does not start within 30 s.
+    pub async fn start(&self, host: &str, factory: impl Fn() -> ContainerBuilder + 'static) -> Result<(), Error> {
+        if self.state.hosts.borrow().contains_key(host) || [REGISTRY_HOST, BROKER_HOST, TEST_HOST].contains(&host) {
+            return Err(Error::Config(format!("a host named {host:?} exists already")));
+        }
+        let control = Rc::new(HostControl::default());
+        self.state.hosts.borrow_mut().insert(host.to_owned(), control.clone());
+        self.state.commands.borrow_mut().push_back(Command::Start {
+            host: host.to_owned(),
+            factory: Rc::new(factory),
+            control: control.clone(),
+        });
+        self.wait_started(host, &control).await
+    }
+
+    async fn wait_started(&self, host: &str, control: &HostControl) -> Result<(), Error> {
+        let waited = tokio::time::timeout(Duration::from_secs(30), async {
+            while !control.started.get() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        waited.map_err(|_| Error::Config(format!("host {host:?} did not start within 30 s")))
+    }
+
+    /// A client container in the test host: it registers nothing, and calls services and emits
+    /// events on the simulated network.
+    ///
+    /// # Errors
+    ///
+    /// When the container cannot start.
+    pub async fn client(&self) -> Result<Container, Error> {
+        let n = self.state.clients.get();
+        self.state.clients.set(n + 1);
+        let timeline = &self.state.timeline;
+        Container::builder()
+            .rpc(SimRpc::new(TEST_HOST, 5000 + n, timeline.clone()))
+            .events(SimEvents::connect(&broker_addr(), TEST_HOST, timeline.clone())?)
+            .registry(SimRegistry::connect(&registry_addr(), TEST_HOST, timeline.clone())?)
+            .seed(seed::derive(self.state.seed, &format!("{TEST_HOST}/client-{n}")))
+            .start()
+            .await
+    }
+
+    /// The running container of `host`, if it has one.
+    pub fn container(&self, host: &str) -> Option<Container> {
+        self.state.hosts.borrow().get(host).and_then(|c| c.container.borrow().clone())
+    }
+
+    /// Crashes `host`: its software stops at once, its connections die, nothing is deregistered.
+    pub fn crash(&self, host: &str) {
+        self.note("fault", format!("crash {host}"));
+        if let Some(control) = self.state.hosts.borrow().get(host) {
+            control.started.set(false);
+            control.container.borrow_mut().take();
+        }
+        self.state.commands.borrow_mut().push_back(Command::Crash(host.to_owned()));
+    }
+
+    /// Restarts `host` from its factory (after a crash, or as a crash and restart in one), and
+    /// waits until its new container has started.
+    ///
+    /// # Errors
+    ///
+    /// When there is no such host or it does not start within 30 s.
+    pub async fn restart(&self, host: &str) -> Result<(), Error> {
+        let control = self.state.hosts.borrow().get(host).cloned();
+        let control = control.ok_or_else(|| Error::Config(format!("no host named {host:?}")))?;
+        self.note("fault", format!("restart {host}"));
+        control.started.set(false);
+        control.stopped.set(false);
+        control.container.borrow_mut().take();
+        self.state.commands.borrow_mut().push_back(Command::Restart(host.to_owned()));
+        self.wait_started(host, &control).await
+    }
+
+    /// Stops the container of `host` gracefully (deregister, stop consuming, drain) and waits
+    /// until it has stopped.
+    ///
+    /// # Errors
+    ///
+    /// When there is no such host.
+    pub async fn stop(&self, host: &str) -> Result<(), Error> {
+        let control = self.state.hosts.borrow().get(host).cloned();
+        let control = control.ok_or_else(|| Error::Config(format!("no host named {host:?}")))?;
+        self.note("fault", format!("stop {host}"));
+        control.stop.notify_one();
+        while !control.stopped.get() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+
+    /// Cuts the network between `a` and `b`, both ways.
+    pub fn partition(&self, a: &str, b: &str) {
+        self.note("fault", format!("partition {a} {b}"));
+        turmoil::partition(a, b);
+    }
+
+    /// Heals a partition between `a` and `b`.
+    pub fn repair(&self, a: &str, b: &str) {
+        self.note("fault", format!("repair {a} {b}"));
+        turmoil::repair(a, b);
+    }
+}
+
+pub(crate) fn registry_addr() -> String {
+    format!("{REGISTRY_HOST}:{DEFAULT_REGISTRY_PORT}")
+}
+
+pub(crate) fn broker_addr() -> String {
+    format!("{BROKER_HOST}:{DEFAULT_BROKER_PORT}")
+}
+
+/// The software of a service host: build the container with simulated backends, serve until
+/// asked to stop.
+pub(crate) async fn run_service(
+    host: String,
+    factory: Factory,
+    control: Rc<HostControl>,
+    world_seed: u64,
+    timeline: Timeline,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let incarnation = control.incarnation.get();
+    control.incarnation.set(incarnation + 1);
+    let container = factory()
+        .rpc(SimRpc::new(&host, SERVICE_PORT, timeline.clone()))
+        .events(SimEvents::connect(&broker_addr(), &host, timeline.clone())?)
+        .registry(SimRegistry::connect(&registry_addr(), &host, timeline.clone())?)
+        .seed(seed::derive(world_seed, &format!("{host}/{incarnation}")))
+        .start()
+        .await?;
+    *control.container.borrow_mut() = Some(container.clone());
+    control.started.set(true);
+    control.stop.notified().await;
+    container.stop().await;
+    control.container.borrow_mut().take();
+    control.stopped.set(true);
+    std::future::pending::<()>().await;
+    Ok(())
+}
