@@ -1,0 +1,42 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Layout
+//!
+//! - The service model, messages, codec and backends come from `lymph-core` and are re-exported here.
+//! - [`interface`] and [`test`] are the attribute macros (feature `macros`, on by default).
+//! - [`testing`] is the simulator and the test cases (feature `testing`).
+//!
+//! # Feature flags
+//!
+//! - `macros` (default): `#[lymph::interface]` and `#[lymph::test]`.
+//! - `testing`: the deterministic simulator and lymph-style test cases; enable it under
+//!   `[dev-dependencies]`.
+
+pub use lymph_core::*;
+
+#[cfg(feature = "macros")]
+pub use lymph_macros::{interface, test};
+
+#[cfg(feature = "testing")]
+pub use lymph_testing as testing;
+
+/// The names most services need: `use lymph::prelude::*;`.
+pub mod prelude {
+    pub use lymph_core::{Container, Context, Error, Event, Result, Value};
+
+    #[cfg(feature = "macros")]
+    pub use lymph_macros::interface;
+}
+
+/// Items the macros' output refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures::future::BoxFuture;
+    pub use lymph_core::codec;
+    pub use lymph_core::interface::{CallError, Client, EventHandlerSpec, Interface, InterfaceSpec, MethodSpec};
+    pub use serde;
+    pub use tracing;
+
+    #[cfg(feature = "testing")]
+    pub use lymph_testing::Runner;
+}

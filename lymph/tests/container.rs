@@ -1,0 +1,242 @@
+//! The container on the embedded backends: dispatch, replies, errors, versions, heartbeats,
+//! trace ids, malformed input and graceful stop.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use lymph::memory::MemoryNetwork;
+use lymph::{Container, Context, Error, MessageKind, NotConnectedReason, PeerStatus, RpcTransport, Value};
+
+#[derive(Debug, Clone, Default)]
+struct Probe {
+    seen_traces: Arc<Mutex<Vec<String>>>,
+}
+
+#[lymph::interface(name = "probe")]
+impl Probe {
+    /// Adds two numbers.
+    #[rpc]
+    async fn add(&self, a: i64, b: i64) -> lymph::Result<i64> {
+        Ok(a + b)
+    }
+
+    /// Returns the trace id it runs in, and remembers it.
+    #[rpc]
+    async fn trace(&self, ctx: &Context) -> lymph::Result<String> {
+        self.seen_traces.lock().unwrap().push(ctx.trace_id().to_owned());
+        Ok(ctx.trace_id().to_owned())
+    }
+
+    /// Calls `probe.trace` on another instance, in the same trace.
+    #[rpc]
+    async fn relay(&self, ctx: &Context) -> lymph::Result<String> {
+        ctx.proxy("probe").call("trace", &Value::Map(Vec::new())).await
+    }
+
+    /// Panics.
+    #[rpc]
+    async fn explode(&self) -> lymph::Result<()> {
+        panic!("boom")
+    }
+
+    /// Fails with an error it does not declare.
+    #[rpc]
+    async fn undeclared(&self) -> lymph::Result<()> {
+        Err(Error::raise("KeyError", "nope"))
+    }
+
+    /// Sleeps.
+    #[rpc]
+    async fn sleep(&self, millis: u64) -> lymph::Result<u64> {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        Ok(millis)
+    }
+}
+
+async fn start(network: &MemoryNetwork, probe: Probe) -> Container {
+    Container::builder().network(network).interface(probe).seed(1).start().await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_are_answered_with_the_right_kind() {
+    let network = MemoryNetwork::new();
+    let _service = start(&network, Probe::default()).await;
+    let client = Container::builder().network(&network).start().await.unwrap();
+    let probe: ProbeClient = client.client();
+    assert_eq!(probe.add(2, 3).await.unwrap(), 5);
+    assert!(matches!(probe.explode().await, Err(Error::Nack { .. })));
+    assert!(matches!(probe.undeclared().await, Err(Error::Nack { .. })));
+    // The container keeps serving after a panic and an undeclared error.
+    assert_eq!(probe.add(1, 1).await.unwrap(), 2);
+    let raw = client.proxy("probe").request("add", Bytes::from(Value::map([("a", 1)]).to_msgpack())).await.unwrap();
+    assert_eq!(raw.kind, MessageKind::Nack, "a missing argument is a NACK");
+    let raw = client.proxy("nosuch@1.0").request("x", Bytes::new()).await;
+    assert!(raw.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_builtin_interface_answers_ping_status_and_inspect() {
+    let network = MemoryNetwork::new();
+    let service = start(&network, Probe::default()).await;
+    let client = Container::builder().network(&network).start().await.unwrap();
+    let lymph = client.proxy(service.endpoint()).namespace("lymph");
+    let pong: Value = lymph.call("ping", &Value::map([("payload", 42)])).await.unwrap();
+    assert_eq!(pong, Value::from(42));
+    let status: Value = lymph.call("status", &Value::Map(Vec::new())).await.unwrap();
+    assert_eq!(status.get("endpoint").and_then(Value::as_str), Some(service.endpoint()));
+    assert_eq!(status.get("identity").and_then(Value::as_str), Some(service.identity()));
+    assert_eq!(service.endpoint(), "mock://127.0.0.1:1");
+    assert_eq!(service.identity(), "52d967815c003dd3cd5c492971508657", "lymph's identity of mock://127.0.0.1:1");
+    let inspect: Value = lymph.call("inspect", &Value::Map(Vec::new())).await.unwrap();
+    let methods = inspect.get("methods").and_then(Value::as_array).unwrap();
+    let add = methods.iter().find(|m| m.get("name").and_then(Value::as_str) == Some("probe.add")).unwrap();
+    assert_eq!(add.get("help").and_then(Value::as_str), Some("Adds two numbers."));
+    assert_eq!(add.get("params"), Some(&Value::Array(vec![Value::from("a"), Value::from("b")])));
+    assert_eq!(add.get("version").and_then(Value::as_str), Some("None"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trace_id_follows_a_request_across_services() {
+    let network = MemoryNetwork::new();
+    let probe = Probe::default();
+    let _a = start(&network, probe.clone()).await;
+    let client = Container::builder().network(&network).start().await.unwrap();
+    let ctx = client.context_with_trace("0123456789abcdef0123456789abcdef");
+    let seen = ctx.client::<ProbeClient>().relay().await.unwrap();
+    assert_eq!(seen, "0123456789abcdef0123456789abcdef");
+    // A request without a trace id gets a fresh one.
+    let fresh = client.client::<ProbeClient>().trace().await.unwrap();
+    assert_eq!(fresh.len(), 32);
+    assert_ne!(fresh, seen);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_and_deferred_calls() {
+    let network = MemoryNetwork::new();
+    let _service = start(&network, Probe::default()).await;
+    let client = Container::builder().network(&network).start().await.unwrap();
+    let slow = client.proxy("probe").timeout(Duration::from_millis(100));
+    let timed_out = slow.call::<u64, _>("sleep", &Value::map([("millis", 500)])).await;
+    assert!(matches!(timed_out, Err(Error::Timeout { .. })), "{timed_out:?}");
+    let proxy = client.proxy("probe");
+    let a = proxy.defer::<u64, _>("sleep", &Value::map([("millis", 2000)]));
+    let b = proxy.defer::<u64, _>("sleep", &Value::map([("millis", 2000)]));
+    let started = tokio::time::Instant::now();
+    assert_eq!((a.await.unwrap(), b.await.unwrap()), (2000, 2000));
+    assert!(started.elapsed() < Duration::from_millis(2900), "deferred calls run concurrently");
+}
+
+#[derive(Debug, Default)]
+struct Foo;
+
+#[lymph::interface(name = "foo")]
+impl Foo {
+    /// Returns the version it was installed as.
+    #[rpc]
+    async fn version(&self, ctx: &Context) -> lymph::Result<String> {
+        Ok(ctx.config().get("v").and_then(Value::as_str).unwrap_or_default().to_owned())
+    }
+}
+
+/// lymph's versioning test: `foo@1.1` and `foo@1.5`; asking for 1.2 reaches only 1.5, 1.7 nothing.
+#[tokio::test(start_paused = true)]
+async fn versions_are_matched_with_caret_semantics() {
+    let network = MemoryNetwork::new();
+    for v in ["1.1", "1.5"] {
+        Container::builder()
+            .network(&network)
+            .interface_as(format!("foo@{v}"), Foo, Value::map([("v", v)]))
+            .start()
+            .await
+            .unwrap();
+    }
+    let client = Container::builder().network(&network).start().await.unwrap();
+    for _ in 0..10 {
+        let v: String = client.proxy("foo").version("1.2").call("version", &Value::Map(Vec::new())).await.unwrap();
+        assert_eq!(v, "1.5");
+    }
+    let none = client.proxy("foo").version("1.7").call::<String, _>("version", &Value::Map(Vec::new())).await;
+    assert!(matches!(none, Err(Error::NotConnected { reason: NotConnectedReason::NoMatchingVersion, .. })), "{none:?}");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let v: String = client.proxy("foo").version("1.0").call("version", &Value::Map(Vec::new())).await.unwrap();
+        seen.insert(v);
+    }
+    assert_eq!(seen.len(), 2, "1.0 accepts both 1.1 and 1.5: {seen:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_mark_a_silent_peer_unresponsive() {
+    let network = MemoryNetwork::new();
+    let service = start(&network, Probe::default()).await;
+    let client = Container::builder().network(&network).start().await.unwrap();
+    let probe: ProbeClient = client.client();
+    probe.add(1, 2).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(client.peer_status(service.endpoint()), PeerStatus::Responsive, "heartbeats keep it responsive");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(client.peer_status(service.endpoint()), PeerStatus::Idle, "only heartbeats for 10 s");
+    // A peer that vanishes without deregistering (its endpoint is gone, its registration stays).
+    let ghost = network.rpc();
+    let (ghost_endpoint, _inbox) = ghost.bind().await.unwrap();
+    let instance = lymph::ServiceInstance {
+        id: "ghost".to_owned(),
+        identity: lymph::id::container_identity(&ghost_endpoint),
+        version: None,
+        endpoint: ghost_endpoint.clone(),
+        log_endpoint: None,
+        monitoring_endpoint: None,
+        backdoor_endpoint: None,
+        fqdn: None,
+        hostname: None,
+        ip: None,
+        worker: false,
+    };
+    service.stop().await;
+    lymph::Registry::register(&network.registry(), "probe", instance).await.unwrap();
+    let failed = probe.add(1, 2).await;
+    assert!(matches!(failed, Err(Error::Timeout { .. })), "{failed:?}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(client.peer_status(&ghost_endpoint), PeerStatus::Unresponsive);
+    let skipped = probe.add(1, 2).await;
+    assert!(
+        matches!(skipped, Err(Error::NotConnected { reason: NotConnectedReason::AllUnresponsive(1), .. })),
+        "{skipped:?}"
+    );
+    assert!(skipped.unwrap_err().to_string().contains("all 1 instances"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_frames_are_dropped_and_the_service_keeps_serving() {
+    let network = MemoryNetwork::new();
+    let service = start(&network, Probe::default()).await;
+    let raw = network.rpc();
+    raw.bind().await.unwrap();
+    let garbage: Vec<Vec<Bytes>> = vec![
+        vec![],
+        vec![Bytes::from_static(b"only one")],
+        vec![Bytes::from_static(b"id"), Bytes::from_static(b"REQ"), Bytes::from_static(b"probe.add"), Bytes::from_static(b"\xc1"), Bytes::from_static(b"\x80")],
+        vec![Bytes::from_static(b"id"), Bytes::from_static(b"WHAT"), Bytes::from_static(b"probe.add"), Bytes::from_static(b"\x80"), Bytes::from_static(b"\x80")],
+        vec![Bytes::from_static(b"\xff\xfe"), Bytes::from_static(b"REQ"), Bytes::from_static(b"probe.add"), Bytes::from_static(b"\x80"), Bytes::from_static(b"\x80")],
+        vec![Bytes::from_static(b"id"), Bytes::from_static(b"REQ"), Bytes::from_static(b"probe.add"), Bytes::from_static(b"\x80"), Bytes::from_static(b"\xdc\xff\xff")],
+    ];
+    for frames in garbage {
+        raw.send(service.endpoint(), frames).await.unwrap();
+    }
+    let client = Container::builder().network(&network).start().await.unwrap();
+    assert_eq!(client.client::<ProbeClient>().add(20, 22).await.unwrap(), 42);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_container_deregisters_and_drains() {
+    let network = MemoryNetwork::new();
+    let service = start(&network, Probe::default()).await;
+    let client = Container::builder().network(&network).start().await.unwrap();
+    let in_flight = client.proxy("probe").defer::<u64, _>("sleep", &Value::map([("millis", 1000)]));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    service.stop().await;
+    assert_eq!(in_flight.await.unwrap(), 1000, "the in-flight request finished before the stop completed");
+    let after = client.client::<ProbeClient>().add(1, 1).await;
+    assert!(matches!(after, Err(Error::NotConnected { reason: NotConnectedReason::NoInstances, .. })), "{after:?}");
+}
