@@ -50,7 +50,12 @@ impl Interface for Builtin {
         &SPEC
     }
 
-    fn call<'a>(&'a self, ctx: &'a Context, method: &'a str, body: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, CallError>> {
+    fn call<'a>(
+        &'a self,
+        ctx: &'a Context,
+        method: &'a str,
+        body: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, CallError>> {
         Box::pin(async move {
             match method {
                 "ping" => Ok(encode(&args::<PingArgs>(method, body)?.payload)),
@@ -79,7 +84,12 @@ impl Interface for Builtin {
         })
     }
 
-    fn handle_event<'a>(&'a self, _ctx: &'a Context, handler: &'a str, _event: &'a Event) -> BoxFuture<'a, Result<(), Error>> {
+    fn handle_event<'a>(
+        &'a self,
+        _ctx: &'a Context,
+        handler: &'a str,
+        _event: &'a Event,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move { Err(Error::Config(format!("the lymph interface has no event handler {handler:?}"))) })
     }
 }

@@ -69,7 +69,8 @@ impl Peers {
 
     /// Notes that a message arrived from `endpoint`; heartbeats do not make a peer busy.
     pub(crate) fn received(&mut self, endpoint: &str, heartbeat: bool, now: Instant) {
-        let peer = self.peers.entry(endpoint.to_owned()).or_insert(Peer { since: now, last_seen: None, last_used: now });
+        let peer =
+            self.peers.entry(endpoint.to_owned()).or_insert(Peer { since: now, last_seen: None, last_used: now });
         peer.last_seen = Some(now);
         if !heartbeat {
             peer.last_used = now;

@@ -143,7 +143,11 @@ impl Shared {
                 let version = Version::parse(version).ok()?;
                 installed.iter().find(|i| i.version == Some(version)).cloned()
             }
-            None => installed.iter().find(|i| i.version.is_none()).or_else(|| installed.iter().max_by_key(|i| i.version)).cloned(),
+            None => installed
+                .iter()
+                .find(|i| i.version.is_none())
+                .or_else(|| installed.iter().max_by_key(|i| i.version))
+                .cloned(),
         }
     }
 
@@ -234,7 +238,10 @@ impl fmt::Debug for ContainerBuilder {
             .field("rpc", &self.rpc)
             .field("events", &self.events)
             .field("registry", &self.registry)
-            .field("interfaces", &self.interfaces.iter().map(|(n, i, _)| n.as_deref().unwrap_or(i.spec().name)).collect::<Vec<_>>())
+            .field(
+                "interfaces",
+                &self.interfaces.iter().map(|(n, i, _)| n.as_deref().unwrap_or(i.spec().name)).collect::<Vec<_>>(),
+            )
             .field("seed", &self.seed)
             .finish_non_exhaustive()
     }
@@ -606,7 +613,9 @@ async fn serve(shared: Arc<Shared>, mut inbox: Inbox) {
                 Some(waiting) => {
                     let _ = waiting.send(message);
                 }
-                None => tracing::trace!(target: TRACING_TARGET, subject = %message.subject, "reply to no pending request"),
+                None => {
+                    tracing::trace!(target: TRACING_TARGET, subject = %message.subject, "reply to no pending request")
+                }
             }
         }
     }
@@ -655,7 +664,9 @@ async fn handle_request(shared: Arc<Shared>, source: String, request: Message, _
         }
         Err(panic) => {
             let message = panic_message(&panic);
-            span.in_scope(|| tracing::error!(target: TRACING_TARGET, panic = %message, "handler panicked, sending NACK"));
+            span.in_scope(
+                || tracing::error!(target: TRACING_TARGET, panic = %message, "handler panicked, sending NACK"),
+            );
             (MessageKind::Nack, Value::Nil.to_msgpack())
         }
     };
@@ -767,12 +778,16 @@ async fn handle_delivery(
         Some(failure) => {
             let retry = event.retry_count().unwrap_or(i64::from(handler.retry)) - 1;
             if retry >= 0 {
-                span.in_scope(|| tracing::warn!(target: TRACING_TARGET, %failure, retry, "event handler failed, retrying"));
+                span.in_scope(
+                    || tracing::warn!(target: TRACING_TARGET, %failure, retry, "event handler failed, retrying"),
+                );
                 let mut again = event.clone();
                 again.headers.insert("retry_count", Value::from(retry));
                 acker.retry(again).await
             } else {
-                span.in_scope(|| tracing::error!(target: TRACING_TARGET, %failure, "event handler failed, event rejected"));
+                span.in_scope(
+                    || tracing::error!(target: TRACING_TARGET, %failure, "event handler failed, event rejected"),
+                );
                 acker.reject().await
             }
         }

@@ -98,6 +98,15 @@ impl Event {
     }
 }
 
+impl std::ops::Index<&str> for Event {
+    type Output = Value;
+
+    /// The body field `key`, or `Value::Nil` when the body has no such field (lymph's `event['key']`).
+    fn index(&self, key: &str) -> &Value {
+        &self.body[key]
+    }
+}
+
 /// What an event handler subscribes to: one queue, bound to one or more event type patterns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {

@@ -101,10 +101,20 @@ pub trait Interface: Send + Sync + 'static {
 
     /// Calls `method` with the msgpack request `body` (a map of keyword arguments) and returns
     /// the msgpack reply body.
-    fn call<'a>(&'a self, ctx: &'a Context, method: &'a str, body: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, CallError>>;
+    fn call<'a>(
+        &'a self,
+        ctx: &'a Context,
+        method: &'a str,
+        body: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, CallError>>;
 
     /// Runs the event handler `handler` on `event`.
-    fn handle_event<'a>(&'a self, ctx: &'a Context, handler: &'a str, event: &'a Event) -> BoxFuture<'a, Result<(), Error>>;
+    fn handle_event<'a>(
+        &'a self,
+        ctx: &'a Context,
+        handler: &'a str,
+        event: &'a Event,
+    ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Whether `method` declares the error type `type_name`: raising it gives the caller an
     /// ERROR reply instead of a NACK. By default, what the method's [`MethodSpec::raises`] lists.

@@ -5,9 +5,9 @@ use std::str::FromStr;
 
 use bytes::Bytes;
 
+use crate::Value;
 use crate::codec::DecodeError;
 use crate::rpc::Frames;
-use crate::Value;
 
 /// The kind of an RPC message, sent as the ASCII word in frame 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -202,9 +202,8 @@ impl Message {
         let [id, kind, subject, headers, body] = frames else {
             return Err(FrameError::FrameCount(frames.len()));
         };
-        let text = |frame: &Bytes, name| {
-            std::str::from_utf8(frame).map(str::to_owned).map_err(|_| FrameError::NotUtf8(name))
-        };
+        let text =
+            |frame: &Bytes, name| std::str::from_utf8(frame).map(str::to_owned).map_err(|_| FrameError::NotUtf8(name));
         let kind: MessageKind = text(kind, "type")?.parse()?;
         let headers = Headers::from_value(Value::from_msgpack(headers)?)?;
         // The body is checked here so that a malformed body is a frame error, not a handler's problem.

@@ -26,7 +26,9 @@ impl Version {
         let mut parts = text.split('.');
         let mut next = |required: bool| -> Result<u64> {
             match parts.next() {
-                Some(part) if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) => part.parse().map_err(|_| bad()),
+                Some(part) if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) => {
+                    part.parse().map_err(|_| bad())
+                }
                 None if !required => Ok(0),
                 _ => Err(bad()),
             }

@@ -271,6 +271,8 @@ impl Model {
         let event_arms = self.handlers.iter().map(|handler| self.event_arm(handler));
 
         quote! {
+            // A method returning `lymph::Result` needs no conversion of its error; others do.
+            #[allow(clippy::useless_conversion)]
             impl #p::Interface for #self_ty {
                 fn spec(&self) -> &'static #p::InterfaceSpec {
                     static SPEC: #p::InterfaceSpec = #p::InterfaceSpec {
@@ -361,11 +363,7 @@ impl Model {
             }
             Input::Event { .. } => unreachable!("rpc methods take no event"),
         });
-        let call = quote_spanned! {rpc.return_span=>
-            self.#ident(#(#args),*)
-                .await
-                .map_err(|e| #p::CallError::Failed(::core::convert::Into::<#krate::Error>::into(e)))?
-        };
+        let call = quote_spanned!(rpc.return_span=> self.#ident(#(#args),*).await);
         let encode = quote_spanned! {rpc.output.span()=>
             #p::codec::to_msgpack(&__lymph_value)
                 .map_err(|e| #p::CallError::Failed(::core::convert::From::from(e)))
@@ -383,7 +381,9 @@ impl Model {
                         #p::codec::DecodeError::Serde(reason) => ::std::format!("{}: {}", #name, reason),
                         other => ::std::format!("{}: {}", #name, other),
                     }))?;
-                let __lymph_value = #call;
+                let __lymph_value = ::core::result::Result::map_err(#call, |e| {
+                    #p::CallError::Failed(::core::convert::Into::<#krate::Error>::into(e))
+                })?;
                 #encode
             }
         }
@@ -401,11 +401,11 @@ impl Model {
             }
             Input::Param(_) => unreachable!("event handlers take no parameters"),
         });
-        let call = quote_spanned! {handler.return_span=>
-            self.#ident(#(#args),*).await.map_err(::core::convert::Into::<#krate::Error>::into)
-        };
+        // The call carries the return type's span (a wrong return type is reported there); the
+        // conversion does not, so that lints see it as generated code.
+        let call = quote_spanned!(handler.return_span=> self.#ident(#(#args),*).await);
         quote! {
-            #name => #call,
+            #name => ::core::result::Result::map_err(#call, ::core::convert::Into::<#krate::Error>::into),
         }
     }
 

@@ -76,7 +76,12 @@ impl Interface for MockService {
         true
     }
 
-    fn call<'a>(&'a self, _ctx: &'a Context, method: &'a str, body: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, CallError>> {
+    fn call<'a>(
+        &'a self,
+        _ctx: &'a Context,
+        method: &'a str,
+        body: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, CallError>> {
         Box::pin(async move {
             let subject = format!("{}.{method}", self.service);
             let body = Value::from_msgpack(body).map_err(|e| CallError::BadArguments(e.to_string()))?;
@@ -86,13 +91,20 @@ impl Interface for MockService {
                 None => return Err(CallError::UnknownMethod),
                 Some(MockReply::Value(value)) => value.clone(),
                 Some(MockReply::With(f)) => f(&body).map_err(CallError::Failed)?,
-                Some(MockReply::Raise(type_name, message)) => return Err(CallError::Failed(Error::raise(type_name, message))),
+                Some(MockReply::Raise(type_name, message)) => {
+                    return Err(CallError::Failed(Error::raise(type_name, message)));
+                }
             };
             Ok(value.to_msgpack())
         })
     }
 
-    fn handle_event<'a>(&'a self, _ctx: &'a Context, handler: &'a str, _event: &'a Event) -> BoxFuture<'a, Result<(), Error>> {
+    fn handle_event<'a>(
+        &'a self,
+        _ctx: &'a Context,
+        handler: &'a str,
+        _event: &'a Event,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move { Err(Error::Config(format!("a mock has no event handler {handler:?}"))) })
     }
 }
@@ -209,7 +221,8 @@ impl ServiceTestCaseBuilder {
         }
         let mut mocks = Vec::new();
         for (service, replies) in by_service {
-            let mock = MockService { service: service.clone(), replies: Arc::new(Mutex::new(replies)), calls: calls.clone() };
+            let mock =
+                MockService { service: service.clone(), replies: Arc::new(Mutex::new(replies)), calls: calls.clone() };
             mocks.push(Container::builder().network(&network).interface_as(service, mock, Value::Nil).start().await?);
         }
         let service = match self.service {
@@ -272,8 +285,9 @@ impl ServiceTestCase {
     ///
     /// When `body` cannot be encoded or no reply arrives within 3 s.
     pub async fn request(&self, subject: &str, body: &(impl Serialize + ?Sized)) -> Result<Message, Error> {
-        let (namespace, method) =
-            subject.rsplit_once('.').ok_or_else(|| Error::Config(format!("subject {subject:?} is not interface.method")))?;
+        let (namespace, method) = subject
+            .rsplit_once('.')
+            .ok_or_else(|| Error::Config(format!("subject {subject:?} is not interface.method")))?;
         let body = codec::to_msgpack(body)?;
         self.client.proxy(self.service().endpoint()).namespace(namespace).request(method, body.into()).await
     }

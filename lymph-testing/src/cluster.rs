@@ -17,7 +17,11 @@ use crate::World;
 /// in the simulator ([`World`]); a real-infrastructure implementation runs it there too.
 pub trait Cluster {
     /// Starts an instance named `name` of the container `factory` makes; returns once it has started.
-    fn start<'a>(&'a self, name: &'a str, factory: Box<dyn Fn() -> ContainerBuilder>) -> LocalBoxFuture<'a, Result<(), Error>>;
+    fn start<'a>(
+        &'a self,
+        name: &'a str,
+        factory: Box<dyn Fn() -> ContainerBuilder>,
+    ) -> LocalBoxFuture<'a, Result<(), Error>>;
 
     /// Stops the instance `name` gracefully.
     fn stop<'a>(&'a self, name: &'a str) -> LocalBoxFuture<'a, Result<(), Error>>;
@@ -27,7 +31,11 @@ pub trait Cluster {
 }
 
 impl Cluster for World {
-    fn start<'a>(&'a self, name: &'a str, factory: Box<dyn Fn() -> ContainerBuilder>) -> LocalBoxFuture<'a, Result<(), Error>> {
+    fn start<'a>(
+        &'a self,
+        name: &'a str,
+        factory: Box<dyn Fn() -> ContainerBuilder>,
+    ) -> LocalBoxFuture<'a, Result<(), Error>> {
         Box::pin(World::start(self, name, factory))
     }
 
@@ -72,7 +80,11 @@ impl Embedded {
 }
 
 impl Cluster for Embedded {
-    fn start<'a>(&'a self, name: &'a str, factory: Box<dyn Fn() -> ContainerBuilder>) -> LocalBoxFuture<'a, Result<(), Error>> {
+    fn start<'a>(
+        &'a self,
+        name: &'a str,
+        factory: Box<dyn Fn() -> ContainerBuilder>,
+    ) -> LocalBoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             if self.instances.borrow().contains_key(name) {
                 return Err(Error::Config(format!("an instance named {name:?} exists already")));

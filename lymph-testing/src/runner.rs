@@ -124,9 +124,9 @@ impl Runner {
         Fut: Future<Output = R> + 'static,
         R: TestOutcome,
     {
-        let env_seed = std::env::var(SEED_VAR).ok().map(|s| {
-            s.trim().parse::<u64>().unwrap_or_else(|_| panic!("{SEED_VAR}={s:?} is not a number"))
-        });
+        let env_seed = std::env::var(SEED_VAR)
+            .ok()
+            .map(|s| s.trim().parse::<u64>().unwrap_or_else(|_| panic!("{SEED_VAR}={s:?} is not a number")));
         let check = self.check_determinism || std::env::var(DETERMINISM_VAR).is_ok_and(|v| v == "1");
         let (base, count) = match env_seed {
             Some(seed) => (seed, 1),
@@ -159,7 +159,20 @@ impl Runner {
                 let (a, b) = (report.timeline.render(&options), second.timeline.render(&options));
                 if a != b {
                     self.print_replay(seed, "is not deterministic");
-                    let line = a.lines().zip(b.lines()).position(|(x, y)| x != y).unwrap_or(a.lines().count().min(b.lines().count()));
+                    let dir = std::env::temp_dir().join("lymph-determinism");
+                    let name = format!("{}-{seed}", self.test_path.replace("::", "-"));
+                    let (path_a, path_b) = (dir.join(format!("{name}-a.txt")), dir.join(format!("{name}-b.txt")));
+                    if std::fs::create_dir_all(&dir).is_ok()
+                        && std::fs::write(&path_a, &a).is_ok()
+                        && std::fs::write(&path_b, &b).is_ok()
+                    {
+                        eprintln!("lymph: the two timelines are in {} and {}", path_a.display(), path_b.display());
+                    }
+                    let line = a
+                        .lines()
+                        .zip(b.lines())
+                        .position(|(x, y)| x != y)
+                        .unwrap_or(a.lines().count().min(b.lines().count()));
                     panic!(
                         "{}: two runs of seed {seed} differ at timeline line {}:\n  first:  {}\n  second: {}",
                         self.test_path,
@@ -184,11 +197,8 @@ impl Runner {
         R: TestOutcome,
     {
         let timeline = Timeline::default();
-        let mut sim = turmoil::Builder::new()
-            .rng_seed(seed)
-            .simulation_duration(self.duration)
-            .tick_duration(self.tick)
-            .build();
+        let mut sim =
+            turmoil::Builder::new().rng_seed(seed).simulation_duration(self.duration).tick_duration(self.tick).build();
         sim.host(REGISTRY_HOST, || registry_server(DEFAULT_REGISTRY_PORT));
         sim.host(BROKER_HOST, || broker_server(DEFAULT_BROKER_PORT));
         let world = World::new(seed, timeline.clone());

@@ -31,7 +31,11 @@ pub async fn eventually<F: FnMut() -> bool>(what: &str, timeout: Duration, mut c
 /// # Errors
 ///
 /// A [`TestError`] naming `what` and when, the first time `condition` does not hold.
-pub async fn for_a_while<F: FnMut() -> bool>(what: &str, duration: Duration, mut condition: F) -> Result<(), TestError> {
+pub async fn for_a_while<F: FnMut() -> bool>(
+    what: &str,
+    duration: Duration,
+    mut condition: F,
+) -> Result<(), TestError> {
     let start = tokio::time::Instant::now();
     loop {
         if !condition() {

@@ -216,10 +216,34 @@ async fn malformed_frames_are_dropped_and_the_service_keeps_serving() {
     let garbage: Vec<Vec<Bytes>> = vec![
         vec![],
         vec![Bytes::from_static(b"only one")],
-        vec![Bytes::from_static(b"id"), Bytes::from_static(b"REQ"), Bytes::from_static(b"probe.add"), Bytes::from_static(b"\xc1"), Bytes::from_static(b"\x80")],
-        vec![Bytes::from_static(b"id"), Bytes::from_static(b"WHAT"), Bytes::from_static(b"probe.add"), Bytes::from_static(b"\x80"), Bytes::from_static(b"\x80")],
-        vec![Bytes::from_static(b"\xff\xfe"), Bytes::from_static(b"REQ"), Bytes::from_static(b"probe.add"), Bytes::from_static(b"\x80"), Bytes::from_static(b"\x80")],
-        vec![Bytes::from_static(b"id"), Bytes::from_static(b"REQ"), Bytes::from_static(b"probe.add"), Bytes::from_static(b"\x80"), Bytes::from_static(b"\xdc\xff\xff")],
+        vec![
+            Bytes::from_static(b"id"),
+            Bytes::from_static(b"REQ"),
+            Bytes::from_static(b"probe.add"),
+            Bytes::from_static(b"\xc1"),
+            Bytes::from_static(b"\x80"),
+        ],
+        vec![
+            Bytes::from_static(b"id"),
+            Bytes::from_static(b"WHAT"),
+            Bytes::from_static(b"probe.add"),
+            Bytes::from_static(b"\x80"),
+            Bytes::from_static(b"\x80"),
+        ],
+        vec![
+            Bytes::from_static(b"\xff\xfe"),
+            Bytes::from_static(b"REQ"),
+            Bytes::from_static(b"probe.add"),
+            Bytes::from_static(b"\x80"),
+            Bytes::from_static(b"\x80"),
+        ],
+        vec![
+            Bytes::from_static(b"id"),
+            Bytes::from_static(b"REQ"),
+            Bytes::from_static(b"probe.add"),
+            Bytes::from_static(b"\x80"),
+            Bytes::from_static(b"\xdc\xff\xff"),
+        ],
     ];
     for frames in garbage {
         raw.send(service.endpoint(), frames).await.unwrap();

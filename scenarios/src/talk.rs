@@ -38,7 +38,9 @@ pub async fn start(cluster: &impl Cluster) -> Result<Talk, Error> {
     }
     let listener = Listener::default();
     let factory_listener = listener.clone();
-    cluster.start("listener", Box::new(move || lymph::Container::builder().interface(factory_listener.clone()))).await?;
+    cluster
+        .start("listener", Box::new(move || lymph::Container::builder().interface(factory_listener.clone())))
+        .await?;
     let client = cluster.client().await?;
     Ok(Talk { echoes, listener, client })
 }
@@ -50,7 +52,7 @@ pub struct Summary {
     pub upper_ok: usize,
     /// `upper` calls made.
     pub upper_total: usize,
-    /// Requests served by each echo instance.
+    /// Requests served by each echo instance (chosen at random, so one may get none of a few).
     pub served: Vec<usize>,
     /// Events the listener handled with the trace id of the request that caused them.
     pub traced_events: usize,
@@ -67,7 +69,6 @@ impl Summary {
             && self.traced_events == self.upper_total
             && self.declared_error
             && self.unknown_nacked
-            && self.served.iter().all(|&n| n > 0)
     }
 }
 
@@ -103,11 +104,10 @@ pub async fn run(cluster: &impl Cluster, requests: usize) -> Result<Summary, Box
     for i in 0..requests {
         let ctx = talk.client.context();
         let text = format!("hello {i}");
-        if let Ok(reply) = ctx.client::<EchoClient>().upper(text.clone()).await {
-            if reply == text.to_uppercase() {
-                upper_ok += 1;
-                traces.insert(ctx.trace_id().to_owned());
-            }
+        let reply = ctx.client::<EchoClient>().upper(text.clone()).await;
+        if reply.is_ok_and(|reply| reply == text.to_uppercase()) {
+            upper_ok += 1;
+            traces.insert(ctx.trace_id().to_owned());
         }
     }
     let echo: EchoClient = talk.client.client();

@@ -1,0 +1,7 @@
+#[lymph::interface]
+struct Echo;
+
+#[lymph::interface]
+fn echo() {}
+
+fn main() {}

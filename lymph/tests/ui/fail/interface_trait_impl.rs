@@ -1,0 +1,8 @@
+struct Echo;
+
+trait Service {}
+
+#[lymph::interface]
+impl Service for Echo {}
+
+fn main() {}

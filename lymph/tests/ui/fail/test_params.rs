@@ -1,0 +1,11 @@
+struct World;
+
+#[lymph::test]
+async fn no_world() {}
+
+#[lymph::test]
+async fn two(world: World, other: u32) {
+    let _ = (world, other);
+}
+
+fn main() {}
