@@ -557,19 +557,12 @@ impl Container {
                     (Some(v), false) => InstanceVersion::Semver(v),
                     (None, _) => InstanceVersion::None,
                 };
-                let instance = ServiceInstance {
-                    id: instance_id(&shared.identity, &installed.name, id_version),
-                    identity: shared.identity.clone(),
+                let instance = ServiceInstance::new(
+                    instance_id(&shared.identity, &installed.name, id_version),
+                    shared.identity.clone(),
                     version,
-                    endpoint: shared.endpoint.clone(),
-                    log_endpoint: None,
-                    monitoring_endpoint: None,
-                    backdoor_endpoint: None,
-                    fqdn: None,
-                    hostname: None,
-                    ip: None,
-                    worker: false,
-                };
+                    shared.endpoint.clone(),
+                );
                 let id = instance.id.clone();
                 shared.registry.register(&installed.name, instance).await?;
                 shared.registrations.lock().expect("registrations lock").push((installed.name.clone(), id));

@@ -45,6 +45,30 @@ pub struct ServiceInstance {
     pub worker: bool,
 }
 
+impl ServiceInstance {
+    /// An instance with the given ids, version and endpoint, and no side endpoints or host facts.
+    pub fn new(
+        id: impl Into<String>,
+        identity: impl Into<String>,
+        version: Option<String>,
+        endpoint: impl Into<String>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            identity: identity.into(),
+            version,
+            endpoint: endpoint.into(),
+            log_endpoint: None,
+            monitoring_endpoint: None,
+            backdoor_endpoint: None,
+            fqdn: None,
+            hostname: None,
+            ip: None,
+            worker: false,
+        }
+    }
+}
+
 /// The live list of a service's instances, updated by the registry as they come and go.
 pub type InstanceWatch = watch::Receiver<Vec<ServiceInstance>>;
 

@@ -180,19 +180,12 @@ async fn heartbeats_mark_a_silent_peer_unresponsive() {
     // A peer that vanishes without deregistering (its endpoint is gone, its registration stays).
     let ghost = network.rpc();
     let (ghost_endpoint, _inbox) = ghost.bind().await.unwrap();
-    let instance = lymph::ServiceInstance {
-        id: "ghost".to_owned(),
-        identity: lymph::id::container_identity(&ghost_endpoint),
-        version: None,
-        endpoint: ghost_endpoint.clone(),
-        log_endpoint: None,
-        monitoring_endpoint: None,
-        backdoor_endpoint: None,
-        fqdn: None,
-        hostname: None,
-        ip: None,
-        worker: false,
-    };
+    let instance = lymph::ServiceInstance::new(
+        "ghost",
+        lymph::id::container_identity(&ghost_endpoint),
+        None,
+        ghost_endpoint.clone(),
+    );
     service.stop().await;
     lymph::Registry::register(&network.registry(), "probe", instance).await.unwrap();
     let failed = probe.add(1, 2).await;
