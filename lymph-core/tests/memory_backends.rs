@@ -252,19 +252,7 @@ async fn delayed_emit_is_published_later() -> Result {
 // Registry
 
 fn instance(id: &str, endpoint: &str) -> ServiceInstance {
-    ServiceInstance {
-        id: id.to_owned(),
-        identity: format!("identity-{id}"),
-        version: None,
-        endpoint: endpoint.to_owned(),
-        log_endpoint: None,
-        monitoring_endpoint: None,
-        backdoor_endpoint: None,
-        fqdn: None,
-        hostname: None,
-        ip: None,
-        worker: false,
-    }
+    ServiceInstance::new(id, format!("identity-{id}"), None, endpoint)
 }
 
 #[tokio::test]

@@ -51,19 +51,7 @@ fn request(id: &str, subject: &str, trace: &str, body: &str) -> Vec<Bytes> {
 }
 
 fn instance(id: &str, endpoint: &str) -> ServiceInstance {
-    ServiceInstance {
-        id: id.to_owned(),
-        identity: format!("identity-{id}"),
-        version: None,
-        endpoint: endpoint.to_owned(),
-        log_endpoint: None,
-        monitoring_endpoint: None,
-        backdoor_endpoint: None,
-        fqdn: None,
-        hostname: None,
-        ip: None,
-        worker: false,
-    }
+    ServiceInstance::new(id, format!("identity-{id}"), None, endpoint)
 }
 
 fn sub(queue: &str, patterns: &[&str]) -> Subscription {
