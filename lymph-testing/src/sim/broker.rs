@@ -22,11 +22,10 @@ use lymph_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior};
 use turmoil::net::TcpListener;
 
-use super::wire::{self, AbortOnDrop, Blob, Link, Out, Session};
-use super::{HEARTBEAT_INTERVAL, REQUEST_TIMEOUT, SESSION_TIMEOUT};
+use super::REQUEST_TIMEOUT;
+use super::wire::{self, AbortOnDrop, Blob, Link, Liveness, Out, Session};
 use crate::timeline::{Entry, Timeline};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,9 +108,7 @@ struct ServerSession {
 impl ServerSession {
     async fn run(mut self, mut link: Link<ClientMessage>) {
         let out = Out::of(&link);
-        let mut last_rx = Instant::now();
-        let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut liveness = Liveness::new();
         loop {
             let subs = &mut self.subs;
             let next_delivery = futures::future::poll_fn(|cx| {
@@ -126,7 +123,7 @@ impl ServerSession {
                 biased;
                 message = link.rx.recv() => match message {
                     Some(message) => {
-                        last_rx = Instant::now();
+                        liveness.heard();
                         self.handle(message, &out).await;
                     }
                     None => break,
@@ -140,8 +137,8 @@ impl ServerSession {
                     }
                     None => self.subs.retain(|(s, _)| *s != sub),
                 },
-                _ = tick.tick() => {
-                    if last_rx.elapsed() > SESSION_TIMEOUT {
+                silent = liveness.tick() => {
+                    if silent {
                         tracing::debug!("broker session timed out");
                         break;
                     }

@@ -19,11 +19,10 @@ use lymph_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior};
 use turmoil::net::TcpListener;
 
-use super::wire::{self, AbortOnDrop, Link, Out, Session};
-use super::{HEARTBEAT_INTERVAL, REQUEST_TIMEOUT, SESSION_TIMEOUT};
+use super::REQUEST_TIMEOUT;
+use super::wire::{self, AbortOnDrop, Link, Liveness, Out, Session};
 use crate::timeline::{Entry, Timeline};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,22 +124,20 @@ struct ServerSession {
 
 impl ServerSession {
     async fn run(mut self, mut link: Link<ClientMessage>) {
-        let mut last_rx = Instant::now();
-        let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut liveness = Liveness::new();
         loop {
             tokio::select! {
                 biased;
                 message = link.rx.recv() => match message {
                     Some(message) => {
-                        last_rx = Instant::now();
+                        liveness.heard();
                         let out = Out::of(&link);
                         self.handle(message, &out);
                     }
                     None => break,
                 },
-                _ = tick.tick() => {
-                    if last_rx.elapsed() > SESSION_TIMEOUT {
+                silent = liveness.tick() => {
+                    if silent {
                         tracing::debug!(session = self.id, "registry session timed out");
                         break;
                     }

@@ -24,12 +24,11 @@ use lymph_core::rpc::{Frames, Inbox, Incoming, RpcTransport};
 use lymph_core::{Error, Headers, Result, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior};
 use turmoil::net::tcp::OwnedReadHalf;
 use turmoil::net::{TcpListener, TcpStream};
 
-use super::wire::{self, AbortOnDrop, Link};
-use super::{HEARTBEAT_INTERVAL, SESSION_TIMEOUT};
+use super::SESSION_TIMEOUT;
+use super::wire::{self, AbortOnDrop, Link, Liveness};
 use crate::timeline::{Entry, Timeline};
 
 /// The most frames a message may have.
@@ -204,18 +203,16 @@ impl SimRpc {
 
 /// Keeps an outgoing connection alive and notices when it is dead.
 async fn run_outgoing(mut link: Link<Frames>, state: Weak<Mutex<State>>, to: String, id: u64) {
-    let mut last_rx = Instant::now();
-    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut liveness = Liveness::new();
     loop {
         tokio::select! {
             biased;
             message = link.rx.recv() => match message {
-                Some(_) => last_rx = Instant::now(),
+                Some(_) => liveness.heard(),
                 None => break,
             },
-            _ = tick.tick() => {
-                if last_rx.elapsed() > SESSION_TIMEOUT {
+            silent = liveness.tick() => {
+                if silent {
                     tracing::debug!(%to, "rpc connection silent, dropping it");
                     break;
                 }
@@ -258,15 +255,13 @@ async fn serve_incoming(stream: TcpStream, peer: String, inbox: mpsc::Sender<Inc
         },
         _ => return,
     };
-    let mut last_rx = Instant::now();
-    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut liveness = Liveness::new();
     loop {
         tokio::select! {
             biased;
             message = link.rx.recv() => match message {
                 Some(frames) => {
-                    last_rx = Instant::now();
+                    liveness.heard();
                     if frames.is_empty() {
                         link.send(encode_frames(&[]));
                         continue;
@@ -278,8 +273,8 @@ async fn serve_incoming(stream: TcpStream, peer: String, inbox: mpsc::Sender<Inc
                 }
                 None => break,
             },
-            _ = tick.tick() => {
-                if last_rx.elapsed() > SESSION_TIMEOUT {
+            silent = liveness.tick() => {
+                if silent {
                     tracing::debug!(%peer, "incoming rpc connection silent, dropping it");
                     break;
                 }

@@ -169,6 +169,35 @@ impl<In: Send + 'static> Link<In> {
     }
 }
 
+/// Heartbeat bookkeeping of one connection: when the peer was last heard, and a tick every
+/// [`HEARTBEAT_INTERVAL`] to ping it and to notice silence.
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    last_rx: Instant,
+    tick: tokio::time::Interval,
+}
+
+impl Liveness {
+    /// Starts counting now.
+    pub(crate) fn new() -> Self {
+        let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self { last_rx: Instant::now(), tick }
+    }
+
+    /// Something arrived from the peer.
+    pub(crate) fn heard(&mut self) {
+        self.last_rx = Instant::now();
+    }
+
+    /// Waits for the next tick; true when the peer has been silent for longer than
+    /// [`SESSION_TIMEOUT`], so the connection is to be dropped.
+    pub(crate) async fn tick(&mut self) -> bool {
+        self.tick.tick().await;
+        self.last_rx.elapsed() > SESSION_TIMEOUT
+    }
+}
+
 /// Splits `"host:port"`.
 pub(crate) fn split_addr(addr: &str) -> Option<(String, u16)> {
     let (host, port) = addr.rsplit_once(':')?;
@@ -238,15 +267,13 @@ pub(crate) async fn drive<S: Session>(
                         break;
                     }
                 }
-                let mut last_rx = Instant::now();
-                let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
-                tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                let mut liveness = Liveness::new();
                 let reason = loop {
                     tokio::select! {
                         biased;
                         message = link.rx.recv() => match message {
                             Some(message) => {
-                                last_rx = Instant::now();
+                                liveness.heard();
                                 session.message(message, &out);
                             }
                             None => break "connection closed",
@@ -259,8 +286,8 @@ pub(crate) async fn drive<S: Session>(
                             }
                             None => return,
                         },
-                        _ = tick.tick() => {
-                            if last_rx.elapsed() > SESSION_TIMEOUT {
+                        silent = liveness.tick() => {
+                            if silent {
                                 break "session timed out";
                             }
                             if !link.send(S::ping()) {
