@@ -67,11 +67,11 @@ impl Interface for Builtin {
                     args::<NoArgs>(method, body)?;
                     let mut methods = Vec::new();
                     for installed in ctx.shared().interfaces.values().flatten() {
-                        let version = installed.version_string().unwrap_or_else(|| "None".to_owned());
+                        let version = installed.version_string.as_deref().unwrap_or("None");
                         for method in installed.interface.spec().methods {
                             methods.push(Value::map([
                                 ("name", Value::from(format!("{}.{}", installed.name, method.name))),
-                                ("version", Value::from(version.as_str())),
+                                ("version", Value::from(version)),
                                 ("params", Value::Array(method.params.iter().map(|p| Value::from(*p)).collect())),
                                 ("help", Value::from(method.help)),
                             ]));

@@ -45,11 +45,20 @@ pub(crate) struct Installed {
     pub(crate) interface: Arc<dyn Interface>,
     pub(crate) config: Arc<Value>,
     pub(crate) builtin: bool,
+    /// The version as registered and sent in reply headers: the builtin's is lymph's.
+    pub(crate) version_string: Option<String>,
 }
 
 impl Installed {
-    pub(crate) fn version_string(&self) -> Option<String> {
-        if self.builtin { Some(LYMPH_VERSION.to_owned()) } else { self.version.map(|v| v.to_string()) }
+    fn new(
+        name: String,
+        version: Option<Version>,
+        interface: Arc<dyn Interface>,
+        config: Value,
+        builtin: bool,
+    ) -> Self {
+        let version_string = if builtin { Some(LYMPH_VERSION.to_owned()) } else { version.map(|v| v.to_string()) };
+        Self { name, version, interface, config: Arc::new(config), builtin, version_string }
     }
 }
 
@@ -89,7 +98,7 @@ pub(crate) struct Shared {
     rng: Mutex<StdRng>,
     pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
     peers: Mutex<Peers>,
-    watches: tokio::sync::Mutex<BTreeMap<String, InstanceWatch>>,
+    watches: Mutex<BTreeMap<String, InstanceWatch>>,
     registrations: Mutex<Vec<(String, String)>>,
     shutdown: watch::Sender<bool>,
     in_flight: InFlight,
@@ -193,15 +202,14 @@ impl Shared {
     }
 
     /// The live instance list of `service`, watched from the registry on first use.
-    pub(crate) async fn instances(&self, service: &str) -> Result<Vec<ServiceInstance>> {
-        let mut watches = self.watches.lock().await;
-        if let Some(watch) = watches.get(service) {
-            return Ok(watch.borrow().clone());
+    pub(crate) async fn instances(&self, service: &str) -> Result<InstanceWatch> {
+        if let Some(watch) = self.watches.lock().expect("watches lock").get(service) {
+            return Ok(watch.clone());
         }
+        // Two first calls may both ask the registry; the second watch simply replaces the first.
         let watch = self.registry.watch(service).await?;
-        let instances = watch.borrow().clone();
-        watches.insert(service.to_owned(), watch);
-        Ok(instances)
+        self.watches.lock().expect("watches lock").insert(service.to_owned(), watch.clone());
+        Ok(watch)
     }
 
     pub(crate) async fn emit(&self, event_type: &str, body: Value, trace_id: &str, delay: Duration) -> Result<()> {
@@ -362,13 +370,7 @@ impl ContainerBuilder {
 
         let mut interfaces: BTreeMap<String, Vec<Arc<Installed>>> = BTreeMap::new();
         let has_services = !self.interfaces.is_empty();
-        let builtin = Installed {
-            name: "lymph".to_owned(),
-            version: None,
-            interface: Arc::new(Builtin),
-            config: Arc::new(Value::Nil),
-            builtin: true,
-        };
+        let builtin = Installed::new("lymph".to_owned(), None, Arc::new(Builtin), Value::Nil, true);
         interfaces.entry("lymph".to_owned()).or_default().push(Arc::new(builtin));
         for (key, interface, config) in self.interfaces {
             let spec = interface.spec();
@@ -380,7 +382,7 @@ impl ContainerBuilder {
             if slot.iter().any(|i| i.version == version) {
                 return Err(Error::Config(format!("interface {name:?} is installed twice with the same version")));
             }
-            slot.push(Arc::new(Installed { name, version, interface, config: Arc::new(config), builtin: false }));
+            slot.push(Arc::new(Installed::new(name, version, interface, config, false)));
         }
 
         let (endpoint, inbox) = rpc.bind().await?;
@@ -398,7 +400,7 @@ impl ContainerBuilder {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             pending: Mutex::new(HashMap::new()),
             peers: Mutex::new(Peers::default()),
-            watches: tokio::sync::Mutex::new(BTreeMap::new()),
+            watches: Mutex::new(BTreeMap::new()),
             registrations: Mutex::new(Vec::new()),
             shutdown: watch::Sender::new(false),
             in_flight: InFlight::default(),
@@ -551,7 +553,7 @@ impl Container {
         }
         if register {
             for installed in shared.interfaces.values().flatten() {
-                let version = installed.version_string();
+                let version = installed.version_string.clone();
                 let id_version = match (&version, installed.builtin) {
                     (Some(v), true) => InstanceVersion::Str(v),
                     (Some(v), false) => InstanceVersion::Semver(v),
@@ -642,7 +644,7 @@ async fn handle_request(shared: Arc<Shared>, source: String, request: Message, _
         .catch_unwind()
         .instrument(span.clone())
         .await;
-    let headers = Headers::rpc(installed.version_string().as_deref(), Some(&trace_id));
+    let headers = Headers::rpc(installed.version_string.as_deref(), Some(&trace_id));
     let (kind, body) = match result {
         Ok(Ok(body)) => (MessageKind::Rep, body),
         Ok(Err(CallError::Failed(Error::Raised { type_name, message })))

@@ -142,16 +142,20 @@ impl Proxy {
             return Ok((self.address.to_string(), None));
         }
         let requirement = self.version.as_deref().map(Version::parse).transpose()?;
-        let service = match &self.version {
-            Some(v) => format!("{}@{v}", self.address),
-            None => self.address.to_string(),
+        let not_connected = |reason| {
+            let service = match &self.version {
+                Some(v) => format!("{}@{v}", self.address),
+                None => self.address.to_string(),
+            };
+            Error::NotConnected { service, reason }
         };
-        let instances = self.shared.instances(&self.address).await?;
+        let watch = self.shared.instances(&self.address).await?;
+        let instances = watch.borrow();
         if instances.is_empty() {
-            return Err(Error::NotConnected { service, reason: NotConnectedReason::NoInstances });
+            return Err(not_connected(NotConnectedReason::NoInstances));
         }
         let matching: Vec<_> = instances
-            .into_iter()
+            .iter()
             .filter(|instance| match &requirement {
                 None => true,
                 Some(requirement) => instance
@@ -162,11 +166,11 @@ impl Proxy {
             })
             .collect();
         if matching.is_empty() {
-            return Err(Error::NotConnected { service, reason: NotConnectedReason::NoMatchingVersion });
+            return Err(not_connected(NotConnectedReason::NoMatchingVersion));
         }
         let alive: Vec<_> = matching.iter().filter(|i| self.shared.peer_status(&i.endpoint).is_alive()).collect();
         if alive.is_empty() {
-            return Err(Error::NotConnected { service, reason: NotConnectedReason::AllUnresponsive(matching.len()) });
+            return Err(not_connected(NotConnectedReason::AllUnresponsive(matching.len())));
         }
         let chosen = alive[self.shared.with_rng(|rng| rng.random_range(0..alive.len()))];
         Ok((chosen.endpoint.clone(), chosen.version.clone()))
