@@ -532,11 +532,7 @@ impl Rpc {
         let mut params = Vec::new();
         for input in sig.inputs.iter().skip_while(|input| matches!(input, FnArg::Receiver(_))) {
             let FnArg::Typed(typed) = input else { continue };
-            if is_context(&typed.ty) {
-                if inputs.iter().any(|input| matches!(input, Input::Ctx)) {
-                    errors.spanned(typed, "the context can be taken only once");
-                }
-                inputs.push(Input::Ctx);
+            if take_context(typed, &mut inputs, &mut errors) {
                 continue;
             }
             match &*typed.pat {
@@ -661,12 +657,10 @@ impl Handler {
         let mut inputs = Vec::new();
         for input in sig.inputs.iter().skip_while(|input| matches!(input, FnArg::Receiver(_))) {
             let FnArg::Typed(typed) = input else { continue };
-            if is_context(&typed.ty) {
-                if inputs.iter().any(|input| matches!(input, Input::Ctx)) {
-                    errors.spanned(typed, "the context can be taken only once");
-                }
-                inputs.push(Input::Ctx);
-            } else if inputs.iter().any(|input| matches!(input, Input::Event { .. })) {
+            if take_context(typed, &mut inputs, &mut errors) {
+                continue;
+            }
+            if inputs.iter().any(|input| matches!(input, Input::Event { .. })) {
                 errors.spanned(
                     typed,
                     "an #[event] handler takes one event: `async fn name(&self, [ctx: &Context,] event: Event)`",
@@ -778,6 +772,18 @@ fn check_signature(what: &str, sig: &Signature, errors: &mut Errors) {
         }
         _ => errors.error(sig.paren_token.span.join(), format!("{what} must take `&self` as its first parameter")),
     }
+}
+
+/// Notes a `&Context` parameter (once only); true when `typed` is one.
+fn take_context(typed: &syn::PatType, inputs: &mut Vec<Input>, errors: &mut Errors) -> bool {
+    if !is_context(&typed.ty) {
+        return false;
+    }
+    if inputs.iter().any(|input| matches!(input, Input::Ctx)) {
+        errors.spanned(typed, "the context can be taken only once");
+    }
+    inputs.push(Input::Ctx);
+    true
 }
 
 /// Whether `ty` is `&Context` (any path whose last segment is `Context`).
