@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, oneshot};
 use tracing::Instrument;
 
 use crate::builtin::{Builtin, LYMPH_VERSION};
@@ -25,7 +25,7 @@ use crate::registry::InstanceWatch;
 use crate::rpc::Inbox;
 use crate::version::{Version, parse_interface_key};
 use crate::{
-    Context, Error, Event, EventSystem, Headers, Message, MessageKind, Proxy, Registry, Result, RpcTransport,
+    Context, Error, Event, EventSystem, Headers, Latch, Message, MessageKind, Proxy, Registry, Result, RpcTransport,
     ServiceInstance, Value,
 };
 
@@ -100,7 +100,7 @@ pub(crate) struct Shared {
     peers: Mutex<Peers>,
     watches: Mutex<BTreeMap<String, InstanceWatch>>,
     registrations: Mutex<Vec<(String, String)>>,
-    shutdown: watch::Sender<bool>,
+    shutdown: Latch,
     in_flight: InFlight,
 }
 
@@ -127,7 +127,7 @@ impl Shared {
     }
 
     fn is_running(&self) -> bool {
-        !*self.shutdown.borrow()
+        !self.shutdown.is_set()
     }
 
     fn track(self: &Arc<Self>) -> InFlightGuard {
@@ -402,7 +402,7 @@ impl ContainerBuilder {
             peers: Mutex::new(Peers::default()),
             watches: Mutex::new(BTreeMap::new()),
             registrations: Mutex::new(Vec::new()),
-            shutdown: watch::Sender::new(false),
+            shutdown: Latch::new(),
             in_flight: InFlight::default(),
         });
         tokio::spawn(serve(shared.clone(), inbox));
@@ -504,7 +504,7 @@ impl Container {
     /// nothing the second time.
     pub async fn stop(&self) {
         let shared = &self.shared;
-        if !shared.shutdown.send_replace(true) {
+        if !shared.shutdown.set() {
             let registrations = std::mem::take(&mut *shared.registrations.lock().expect("registrations lock"));
             for (service, id) in registrations {
                 if let Err(error) = shared.registry.unregister(&service, &id).await {
@@ -577,11 +577,10 @@ impl Container {
 
 /// Receives messages: replies go to their waiting requests, requests to their interface.
 async fn serve(shared: Arc<Shared>, mut inbox: Inbox) {
-    let mut shutdown = shared.shutdown.subscribe();
     loop {
         let incoming = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stopped| *stopped) => break,
+            () = shared.shutdown.wait() => break,
             incoming = inbox.recv() => match incoming {
                 Some(incoming) => incoming,
                 None => break,
@@ -686,14 +685,13 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Sends `lymph.ping` to every known peer every heartbeat interval, as lymph does.
 async fn heartbeat(shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.subscribe();
     let mut interval = tokio::time::interval(shared.connection.heartbeat_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let body = Bytes::from(Value::map([("payload", "")]).to_msgpack());
     loop {
         tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stopped| *stopped) => break,
+            () = shared.shutdown.wait() => break,
             _ = interval.tick() => {}
         }
         let endpoints = {
@@ -723,11 +721,10 @@ async fn consume(
     handler: &'static EventHandlerSpec,
     mut deliveries: crate::event::Deliveries,
 ) {
-    let mut shutdown = shared.shutdown.subscribe();
     loop {
         let delivery = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stopped| *stopped) => break,
+            () = shared.shutdown.wait() => break,
             delivery = deliveries.recv() => match delivery {
                 Some(delivery) => delivery,
                 None => break,

@@ -21,6 +21,7 @@ mod connection;
 mod container;
 mod context;
 mod error;
+mod latch;
 mod proxy;
 
 pub mod codec;
@@ -42,6 +43,7 @@ pub use context::Context;
 pub use error::{BoxError, Error, NotConnectedReason, Result};
 pub use event::{Event, EventSystem};
 pub use interface::{Client, Interface};
+pub use latch::Latch;
 pub use message::{Headers, Message, MessageKind};
 pub use proxy::{Deferred, Proxy};
 pub use registry::{Registry, ServiceInstance};

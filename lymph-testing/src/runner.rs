@@ -211,8 +211,9 @@ impl Runner {
             *body_outcome.borrow_mut() = Some(result);
             Ok(())
         });
+        let mut deferred = Vec::new();
         let result = loop {
-            apply_commands(&mut sim, &world);
+            apply_commands(&mut sim, &world, &mut deferred);
             match sim.step() {
                 Ok(true) => break Ok(()),
                 Ok(false) => {}
@@ -240,7 +241,17 @@ impl Runner {
     }
 }
 
-fn apply_commands(sim: &mut turmoil::Sim<'_>, world: &World) {
+/// Applies what the test body asked for since the last step. A crash or restart takes two steps:
+/// first the host is powered off, so its connections close in an order the seed fixes (see
+/// [`SimHost`](crate::sim::SimHost)), then, after one more step, turmoil stops its software.
+fn apply_commands(sim: &mut turmoil::Sim<'_>, world: &World, deferred: &mut Vec<Command>) {
+    for command in std::mem::take(deferred) {
+        match command {
+            Command::Crash(host) => sim.crash(host.as_str()),
+            Command::Restart(host) => sim.bounce(host.as_str()),
+            Command::Start { .. } => unreachable!("only crashes and restarts are deferred"),
+        }
+    }
     loop {
         let command = world.state.commands.borrow_mut().pop_front();
         let Some(command) = command else { break };
@@ -252,8 +263,13 @@ fn apply_commands(sim: &mut turmoil::Sim<'_>, world: &World) {
                     run_service(name.clone(), factory.clone(), control.clone(), seed, timeline.clone())
                 });
             }
-            Command::Crash(host) => sim.crash(host.as_str()),
-            Command::Restart(host) => sim.bounce(host.as_str()),
+            Command::Crash(ref host) | Command::Restart(ref host) => {
+                let power = world.state.hosts.borrow().get(host).and_then(|c| c.power.borrow_mut().take());
+                if let Some(power) = power {
+                    power.power_off();
+                }
+                deferred.push(command);
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lymph_core::{Container, ContainerBuilder, Error};
 use tokio::sync::Notify;
 
-use crate::sim::{DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, SimEvents, SimRegistry, SimRpc};
+use crate::sim::{DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, SimEvents, SimHost, SimRegistry, SimRpc};
 use crate::{Entry, Timeline, seed};
 
 /// The host the registry runs on.
@@ -33,6 +33,8 @@ pub(crate) struct HostControl {
     pub(crate) stop: Notify,
     pub(crate) stopped: Cell<bool>,
     pub(crate) container: RefCell<Option<Container>>,
+    /// The current incarnation's host, to power off before a crash or restart.
+    pub(crate) power: RefCell<Option<SimHost>>,
 }
 
 /// A change to the simulation that only the runner can make, between two steps.
@@ -48,6 +50,7 @@ pub(crate) struct WorldState {
     pub(crate) timeline: Timeline,
     pub(crate) commands: RefCell<VecDeque<Command>>,
     pub(crate) hosts: RefCell<BTreeMap<String, Rc<HostControl>>>,
+    test_host: SimHost,
     clients: Cell<u16>,
 }
 
@@ -79,6 +82,7 @@ impl World {
         Self {
             state: Rc::new(WorldState {
                 seed,
+                test_host: SimHost::new(TEST_HOST, timeline.clone()),
                 timeline,
                 commands: RefCell::new(VecDeque::new()),
                 hosts: RefCell::new(BTreeMap::new()),
@@ -148,11 +152,11 @@ impl World {
     pub async fn client(&self) -> Result<Container, Error> {
         let n = self.state.clients.get();
         self.state.clients.set(n + 1);
-        let timeline = &self.state.timeline;
+        let host = &self.state.test_host;
         Container::builder()
-            .rpc(SimRpc::new(TEST_HOST, 5000 + n, timeline.clone()))
-            .events(SimEvents::connect(&broker_addr(), TEST_HOST, timeline.clone())?)
-            .registry(SimRegistry::connect(&registry_addr(), TEST_HOST, timeline.clone())?)
+            .rpc(SimRpc::new(host, 5000 + n))
+            .events(SimEvents::connect(&broker_addr(), host)?)
+            .registry(SimRegistry::connect(&registry_addr(), host)?)
             .seed(seed::derive(self.state.seed, &format!("{TEST_HOST}/client-{n}")))
             .start()
             .await
@@ -163,7 +167,11 @@ impl World {
         self.state.hosts.borrow().get(host).and_then(|c| c.container.borrow().clone())
     }
 
-    /// Crashes `host`: its software stops at once, its connections die, nothing is deregistered.
+    /// Crashes `host`: its connections close, its software stops, nothing is deregistered.
+    ///
+    /// The crash takes two simulator steps (one tick): first the host's connections are closed by
+    /// the tasks that own them, in an order the seed fixes, then its software is dropped (see
+    /// [`SimHost`](crate::sim::SimHost)).
     pub fn crash(&self, host: &str) {
         self.note("fault", format!("crash {host}"));
         if let Some(control) = self.state.hosts.borrow().get(host) {
@@ -239,10 +247,12 @@ pub(crate) async fn run_service(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let incarnation = control.incarnation.get();
     control.incarnation.set(incarnation + 1);
+    let sim_host = SimHost::new(&host, timeline);
+    *control.power.borrow_mut() = Some(sim_host.clone());
     let container = factory()
-        .rpc(SimRpc::new(&host, SERVICE_PORT, timeline.clone()))
-        .events(SimEvents::connect(&broker_addr(), &host, timeline.clone())?)
-        .registry(SimRegistry::connect(&registry_addr(), &host, timeline.clone())?)
+        .rpc(SimRpc::new(&sim_host, SERVICE_PORT))
+        .events(SimEvents::connect(&broker_addr(), &sim_host)?)
+        .registry(SimRegistry::connect(&registry_addr(), &sim_host)?)
         .seed(seed::derive(world_seed, &format!("{host}/{incarnation}")))
         .start()
         .await?;

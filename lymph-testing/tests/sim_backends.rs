@@ -9,7 +9,7 @@ use lymph_core::event::{EventSystem, Subscription};
 use lymph_core::registry::{Registry, ServiceInstance};
 use lymph_core::rpc::RpcTransport;
 use lymph_core::{Error, Event, Headers, Message, MessageKind, Value};
-use lymph_testing::sim::{self, SimEvents, SimRegistry, SimRpc};
+use lymph_testing::sim::{self, SimEvents, SimHost, SimRegistry, SimRpc};
 use lymph_testing::{RenderOptions, Timeline};
 use tokio::time::{sleep, timeout};
 
@@ -69,7 +69,7 @@ fn echo_host(sim: &mut turmoil::Sim<'_>, timeline: &Timeline) {
     sim.host("echo", move || {
         let timeline = timeline.clone();
         async move {
-            let rpc = SimRpc::new("echo", 4000, timeline);
+            let rpc = SimRpc::new(&SimHost::new("echo", timeline), 4000);
             let (_, mut inbox) = rpc.bind().await?;
             while let Some(incoming) = inbox.recv().await {
                 let Ok(request) = Message::from_frames(&incoming.frames) else { continue };
@@ -94,7 +94,7 @@ fn rpc_scenario(seed: u64) -> Result<Timeline> {
     echo_host(&mut sim, &timeline);
     let tl = timeline.clone();
     sim.client("caller", async move {
-        let rpc = SimRpc::new("caller", 4000, tl);
+        let rpc = SimRpc::new(&SimHost::new("caller", tl), 4000);
         let (endpoint, mut inbox) = rpc.bind().await?;
         assert_eq!(endpoint, "tcp://caller:4000");
         sleep(Duration::from_millis(100)).await;
@@ -147,7 +147,7 @@ fn registry_session_death_unregisters_its_instances() -> Result {
     sim.host("svc", move || {
         let tl = tl.clone();
         async move {
-            let registry = SimRegistry::connect(REGISTRY, "svc", tl)?;
+            let registry = SimRegistry::connect(REGISTRY, &SimHost::new("svc", tl))?;
             registry.register("echo", instance("aaaa", "tcp://svc:4000")).await?;
             std::future::pending::<()>().await;
             Ok(())
@@ -156,7 +156,7 @@ fn registry_session_death_unregisters_its_instances() -> Result {
     let (seen, vanished) = (flag(), flag());
     let (seen2, vanished2, tl) = (seen.clone(), vanished.clone(), timeline.clone());
     sim.client("watcher", async move {
-        let registry = SimRegistry::connect(REGISTRY, "watcher", tl)?;
+        let registry = SimRegistry::connect(REGISTRY, &SimHost::new("watcher", tl))?;
         let mut watch = loop {
             match registry.watch("echo").await {
                 Ok(watch) => break watch,
@@ -194,7 +194,7 @@ fn broker_delivers_and_acks_across_hosts() -> Result {
     sim.host("broker", move || sim::broker_server_on(sim::DEFAULT_BROKER_PORT, broker_state.clone()));
     let tl = timeline.clone();
     sim.client("consumer", async move {
-        let events = SimEvents::connect(BROKER, "consumer", tl)?;
+        let events = SimEvents::connect(BROKER, &SimHost::new("consumer", tl))?;
         let mut deliveries = events.subscribe(sub("listener-on_upper", &["uppercase.*"])).await?;
         let delivery = timeout(Duration::from_secs(5), deliveries.recv()).await?.expect("a delivery");
         assert_eq!(delivery.event.event_type, "uppercase.done");
@@ -204,7 +204,7 @@ fn broker_delivers_and_acks_across_hosts() -> Result {
     });
     let tl = timeline.clone();
     sim.client("producer", async move {
-        let events = SimEvents::connect(BROKER, "producer", tl)?;
+        let events = SimEvents::connect(BROKER, &SimHost::new("producer", tl))?;
         sleep(Duration::from_secs(1)).await;
         let body = Value::map([("text", Value::from("HI"))]);
         events.emit(Event::new("uppercase.done", body, Some("trace-77".into())), Duration::ZERO).await?;
@@ -233,7 +233,7 @@ fn unacked_delivery_goes_to_another_consumer_when_its_host_crashes() -> Result {
     sim.host("first", move || {
         let (got, tl) = (got.clone(), tl.clone());
         async move {
-            let events = SimEvents::connect(BROKER, "first", tl)?;
+            let events = SimEvents::connect(BROKER, &SimHost::new("first", tl))?;
             let mut deliveries = events.subscribe(sub("svc-work", &["job"])).await?;
             let _held = deliveries.recv().await.expect("a delivery");
             got.store(true, Ordering::SeqCst);
@@ -243,7 +243,7 @@ fn unacked_delivery_goes_to_another_consumer_when_its_host_crashes() -> Result {
     });
     let tl = timeline.clone();
     sim.client("second", async move {
-        let events = SimEvents::connect(BROKER, "second", tl)?;
+        let events = SimEvents::connect(BROKER, &SimHost::new("second", tl))?;
         sleep(Duration::from_millis(500)).await;
         let mut deliveries = events.subscribe(sub("svc-work", &["job"])).await?;
         sleep(Duration::from_millis(500)).await;
@@ -274,7 +274,7 @@ fn broker_client_reconnects_after_a_partition() -> Result {
     sim.host("broker", || sim::broker_server(sim::DEFAULT_BROKER_PORT));
     let tl = timeline.clone();
     sim.client("listener", async move {
-        let events = SimEvents::connect(BROKER, "listener", tl)?;
+        let events = SimEvents::connect(BROKER, &SimHost::new("listener", tl))?;
         let mut deliveries = events.subscribe(sub("listener-news", &["news"])).await?;
         sleep(Duration::from_secs(1)).await;
         turmoil::partition("listener", "broker");
@@ -288,7 +288,7 @@ fn broker_client_reconnects_after_a_partition() -> Result {
     });
     let tl = timeline.clone();
     sim.client("producer", async move {
-        let events = SimEvents::connect(BROKER, "producer", tl)?;
+        let events = SimEvents::connect(BROKER, &SimHost::new("producer", tl))?;
         sleep(Duration::from_secs(10)).await;
         events.emit(Event::new("news", Value::from(2i64), None), Duration::ZERO).await?;
         Ok(())
@@ -307,7 +307,7 @@ fn registry_client_registers_again_after_a_partition() -> Result {
     sim.host("registry", || sim::registry_server(sim::DEFAULT_REGISTRY_PORT));
     let tl = timeline.clone();
     sim.client("svc", async move {
-        let registry = SimRegistry::connect(REGISTRY, "svc", tl)?;
+        let registry = SimRegistry::connect(REGISTRY, &SimHost::new("svc", tl))?;
         registry.register("echo", instance("aaaa", "tcp://svc:4000")).await?;
         let mut watch = registry.watch("echo").await?;
         turmoil::partition("svc", "registry");
@@ -322,7 +322,7 @@ fn registry_client_registers_again_after_a_partition() -> Result {
     });
     let tl = timeline.clone();
     sim.client("observer", async move {
-        let registry = SimRegistry::connect(REGISTRY, "observer", tl)?;
+        let registry = SimRegistry::connect(REGISTRY, &SimHost::new("observer", tl))?;
         sleep(Duration::from_millis(500)).await;
         let mut watch = registry.watch("echo").await?;
         // The session times out during the partition: the instance vanishes, then comes back.
@@ -345,10 +345,11 @@ fn mixed_scenario(seed: u64) -> Result<String> {
     for name in ["c1", "c2"] {
         let tl = timeline.clone();
         sim.client(name, async move {
-            let rpc = SimRpc::new(name, 4000, tl.clone());
+            let host = SimHost::new(name, tl);
+            let rpc = SimRpc::new(&host, 4000);
             let (endpoint, mut inbox) = rpc.bind().await?;
-            let events = SimEvents::connect(BROKER, name, tl.clone())?;
-            let registry = SimRegistry::connect(REGISTRY, name, tl)?;
+            let events = SimEvents::connect(BROKER, &host)?;
+            let registry = SimRegistry::connect(REGISTRY, &host)?;
             registry.register("client", instance(name, &endpoint)).await?;
             let mut deliveries = events.subscribe(sub("client-on_tick", &["tick.#"])).await?;
             sleep(Duration::from_millis(100)).await;

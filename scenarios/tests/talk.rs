@@ -134,13 +134,7 @@ async fn the_talk_passes_embedded() -> Result {
 }
 
 /// A crashed instance stops answering: its registry session ends and clients route around it.
-///
-/// Ignored for now: with a crash in it, the first simulation of a seed in a process differs from
-/// the later ones (the determinism check finds it: the crashed host's connections close at a
-/// different simulated time), so a replay in a fresh process is not exact. Run it with
-/// `cargo test -p scenarios --test talk -- --ignored`.
 #[lymph::test(seeds = 4)]
-#[ignore = "a crash is not yet replayed exactly: the first run of a seed in a process differs"]
 async fn a_crashed_instance_is_routed_around(world: World) -> Result {
     let talk = talk::start(&world).await?;
     let echo: EchoClient = talk.client.client();

@@ -25,6 +25,8 @@ use tokio::task::JoinSet;
 use turmoil::net::TcpListener;
 
 use super::REQUEST_TIMEOUT;
+use super::SimHost;
+use super::host::Down;
 use super::wire::{self, AbortOnDrop, Blob, Link, Liveness, Out, Session};
 use crate::timeline::{Entry, Timeline};
 
@@ -91,7 +93,7 @@ pub async fn broker_server_on(port: u16, events: MemoryEvents) -> turmoil::Resul
     loop {
         let (stream, peer) = listener.accept().await?;
         while sessions.try_join_next().is_some() {}
-        let link = Link::new(stream, peer.to_string(), wire::read_serde::<ClientMessage>);
+        let link = Link::new(stream, peer.to_string(), wire::read_serde::<ClientMessage>, Down::never());
         let session =
             ServerSession { events: events.clone(), subs: Vec::new(), unsettled: BTreeMap::new(), last_tag: 0 };
         sessions.spawn(session.run(link));
@@ -493,7 +495,7 @@ impl fmt::Debug for SimEvents {
 }
 
 impl SimEvents {
-    /// Starts a client of the broker at `addr` (`"broker:5672"`) for host `host`; it connects in
+    /// Starts a client of the broker at `addr` (`"broker:5672"`) for `host`; it connects in
     /// the background, and calls wait for the connection.
     ///
     /// Must be called from within a simulation.
@@ -501,12 +503,13 @@ impl SimEvents {
     /// # Errors
     ///
     /// When `addr` is not `host:port`.
-    pub fn connect(addr: &str, host: &str, timeline: Timeline) -> Result<Self> {
+    pub fn connect(addr: &str, host: &SimHost) -> Result<Self> {
+        let timeline = host.timeline().clone();
         let target =
             wire::split_addr(addr).ok_or_else(|| Error::Config(format!("broker address {addr:?} is not host:port")))?;
         let (commands, rx) = mpsc::unbounded_channel();
         let session = ClientSession {
-            me: host.to_owned(),
+            me: host.name().to_owned(),
             timeline: timeline.clone(),
             commands: commands.clone(),
             generation: 0,
@@ -514,9 +517,9 @@ impl SimEvents {
             in_flight: BTreeMap::new(),
             subs: BTreeMap::new(),
         };
-        let task = tokio::spawn(wire::drive(session, target, host.to_owned(), timeline.clone(), rx));
+        let task = tokio::spawn(wire::drive(session, target, host.clone(), rx));
         Ok(Self {
-            host: host.to_owned(),
+            host: host.name().to_owned(),
             addr: addr.to_owned(),
             timeline,
             commands,

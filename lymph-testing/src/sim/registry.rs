@@ -22,6 +22,8 @@ use tokio::task::JoinSet;
 use turmoil::net::TcpListener;
 
 use super::REQUEST_TIMEOUT;
+use super::SimHost;
+use super::host::Down;
 use super::wire::{self, AbortOnDrop, Link, Liveness, Out, Session};
 use crate::timeline::{Entry, Timeline};
 
@@ -93,24 +95,27 @@ pub async fn registry_server(port: u16) -> turmoil::Result {
 pub async fn registry_server_on(port: u16, registry: MemoryRegistry) -> turmoil::Result {
     let listener = TcpListener::bind(("0.0.0.0", port)).await?;
     let owners: Arc<Mutex<BTreeMap<(String, String), u64>>> = Arc::default();
+    let watchers: Watchers = Arc::default();
     let mut sessions = JoinSet::new();
     let mut last_session = 0u64;
     loop {
         let (stream, peer) = listener.accept().await?;
         while sessions.try_join_next().is_some() {}
         last_session += 1;
-        let link = Link::new(stream, peer.to_string(), wire::read_serde::<ClientMessage>);
+        let link = Link::new(stream, peer.to_string(), wire::read_serde::<ClientMessage>, Down::never());
         let server = ServerSession {
             id: last_session,
             registry: registry.clone(),
             owners: Arc::clone(&owners),
             owned: BTreeSet::new(),
-            watches: JoinSet::new(),
-            watched: BTreeSet::new(),
+            watchers: Arc::clone(&watchers),
         };
         sessions.spawn(server.run(link));
     }
 }
+
+/// Who watches which service: session id to the session's connection, per service.
+type Watchers = Arc<Mutex<BTreeMap<String, BTreeMap<u64, Out>>>>;
 
 struct ServerSession {
     id: u64,
@@ -118,8 +123,7 @@ struct ServerSession {
     /// Which session registered each instance last.
     owners: Arc<Mutex<BTreeMap<(String, String), u64>>>,
     owned: BTreeSet<(String, String)>,
-    watches: JoinSet<()>,
-    watched: BTreeSet<String>,
+    watchers: Watchers,
 }
 
 impl ServerSession {
@@ -145,7 +149,9 @@ impl ServerSession {
             }
         }
         drop(link);
-        self.watches.abort_all();
+        for sessions in self.watchers.lock().unwrap_or_else(PoisonError::into_inner).values_mut() {
+            sessions.remove(&self.id);
+        }
         let owners = Arc::clone(&self.owners);
         for key in std::mem::take(&mut self.owned) {
             let mine = {
@@ -157,9 +163,19 @@ impl ServerSession {
                     false
                 }
             };
-            if mine {
-                self.registry.unregister_now(&key.0, &key.1);
+            if mine && self.registry.unregister_now(&key.0, &key.1) {
+                self.publish(&key.0);
             }
+        }
+    }
+
+    /// Sends the current instances of `service` to every session watching it, in session order,
+    /// at once: waking one task per watcher would wake them in an order tokio picks at random.
+    fn publish(&self, service: &str) {
+        let instances = self.registry.instances(service).unwrap_or_default();
+        let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        for out in watchers.get(service).into_iter().flat_map(BTreeMap::values) {
+            out.send(&ServerMessage::Update { service: service.to_owned(), instances: instances.clone() });
         }
     }
 
@@ -175,33 +191,26 @@ impl ServerSession {
                 self.owners.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), self.id);
                 self.owned.insert(key);
                 self.registry.register_now(&service, *instance);
+                self.publish(&service);
                 Ok(Reply::Done)
             }
             Request::Unregister { service, id } => {
                 let key = (service.clone(), id.clone());
                 self.owners.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
                 self.owned.remove(&key);
-                self.registry.unregister_now(&service, &id);
+                if self.registry.unregister_now(&service, &id) {
+                    self.publish(&service);
+                }
                 Ok(Reply::Done)
             }
             Request::Discover => Ok(Reply::Services(self.registry.services())),
-            Request::Watch { service } => match self.registry.watch_now(&service) {
-                Ok(mut watch) => {
-                    let instances = watch.borrow_and_update().clone();
-                    if self.watched.insert(service.clone()) {
-                        let out = out.clone();
-                        self.watches.spawn(async move {
-                            while watch.changed().await.is_ok() {
-                                let instances = watch.borrow_and_update().clone();
-                                if !out.send(&ServerMessage::Update { service: service.clone(), instances }) {
-                                    break;
-                                }
-                            }
-                        });
-                    }
+            Request::Watch { service } => match self.registry.instances(&service) {
+                Some(instances) => {
+                    let mut watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+                    watchers.entry(service).or_default().insert(self.id, out.clone());
                     Ok(Reply::Instances(instances))
                 }
-                Err(_) => Err(Failure::LookupFailure(service)),
+                None => Err(Failure::LookupFailure(service)),
             },
         };
         out.send(&ServerMessage::Reply { id, result });
@@ -385,28 +394,28 @@ impl fmt::Debug for SimRegistry {
 }
 
 impl SimRegistry {
-    /// Starts a client of the registry at `addr` (`"registry:2181"`) for host `host`; it connects
-    /// in the background, and calls wait for the connection.
+    /// Starts a client of the registry at `addr` (`"registry:2181"`) for `host`; it connects in
+    /// the background, and calls wait for the connection.
     ///
     /// Must be called from within a simulation.
     ///
     /// # Errors
     ///
     /// When `addr` is not `host:port`.
-    pub fn connect(addr: &str, host: &str, timeline: Timeline) -> Result<Self> {
+    pub fn connect(addr: &str, host: &SimHost) -> Result<Self> {
         let target = wire::split_addr(addr)
             .ok_or_else(|| Error::Config(format!("registry address {addr:?} is not host:port")))?;
         let (commands, rx) = mpsc::unbounded_channel();
         let session = ClientSession {
-            me: host.to_owned(),
-            timeline: timeline.clone(),
+            me: host.name().to_owned(),
+            timeline: host.timeline().clone(),
             last_id: 0,
             in_flight: BTreeMap::new(),
             registered: BTreeMap::new(),
             watches: BTreeMap::new(),
         };
-        let task = tokio::spawn(wire::drive(session, target, host.to_owned(), timeline, rx));
-        Ok(Self { host: host.to_owned(), addr: addr.to_owned(), commands, _task: AbortOnDrop(task) })
+        let task = tokio::spawn(wire::drive(session, target, host.clone(), rx));
+        Ok(Self { host: host.name().to_owned(), addr: addr.to_owned(), commands, _task: AbortOnDrop(task) })
     }
 
     async fn call(&self, request: Request) -> Answer {

@@ -28,6 +28,8 @@ use turmoil::net::tcp::OwnedReadHalf;
 use turmoil::net::{TcpListener, TcpStream};
 
 use super::SESSION_TIMEOUT;
+use super::SimHost;
+use super::host::Down;
 use super::wire::{self, AbortOnDrop, Link, Liveness};
 use crate::timeline::{Entry, Timeline};
 
@@ -128,6 +130,7 @@ struct State {
 /// Every message sent and received is recorded on the timeline (kind and subject from the
 /// frames, trace id from the headers).
 pub struct SimRpc {
+    host: SimHost,
     endpoint: String,
     port: u16,
     recorder: Recorder,
@@ -141,13 +144,17 @@ impl fmt::Debug for SimRpc {
 }
 
 impl SimRpc {
-    /// A transport for host `host` that will listen on `port`; its endpoint is
-    /// `tcp://<host>:<port>`.
-    pub fn new(host: &str, port: u16, timeline: Timeline) -> Self {
+    /// A transport for `host` that will listen on `port`; its endpoint is `tcp://<host>:<port>`.
+    pub fn new(host: &SimHost, port: u16) -> Self {
         Self {
-            endpoint: format!("tcp://{host}:{port}"),
+            host: host.clone(),
+            endpoint: format!("tcp://{}:{port}", host.name()),
             port,
-            recorder: Recorder { host: host.to_owned(), timeline, subjects: Arc::default() },
+            recorder: Recorder {
+                host: host.name().to_owned(),
+                timeline: host.timeline().clone(),
+                subjects: Arc::default(),
+            },
             state: Arc::default(),
         }
     }
@@ -170,12 +177,15 @@ impl SimRpc {
             .strip_prefix("tcp://")
             .and_then(wire::split_addr)
             .ok_or_else(|| Error::transport(format!("{to:?} is not a tcp://host:port endpoint")))?;
+        if self.host.is_down() {
+            return Err(Error::transport(format!("cannot connect to {to}: this host is down")));
+        }
         let stream = match tokio::time::timeout(SESSION_TIMEOUT, TcpStream::connect((host.as_str(), port))).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => return Err(Error::transport(format!("cannot connect to {to}: {error}"))),
             Err(_) => return Err(Error::transport(format!("cannot connect to {to}: timed out"))),
         };
-        let link = Link::new(stream, to.to_owned(), read_frames);
+        let link = Link::new(stream, to.to_owned(), read_frames, self.host.down());
         link.send(encode_frames(&[Bytes::from(self.endpoint.clone())]));
         let tx = link.tx.clone();
         let mut state = self.state();
@@ -237,8 +247,14 @@ async fn run_outgoing(mut link: Link<Frames>, state: Weak<Mutex<State>>, to: Str
 }
 
 /// Serves one accepted connection: hello, then messages into the inbox.
-async fn serve_incoming(stream: TcpStream, peer: String, inbox: mpsc::Sender<Incoming>, recorder: Recorder) {
-    let mut link = Link::new(stream, peer.clone(), read_frames);
+async fn serve_incoming(
+    stream: TcpStream,
+    peer: String,
+    inbox: mpsc::Sender<Incoming>,
+    recorder: Recorder,
+    down: Down,
+) {
+    let mut link = Link::new(stream, peer.clone(), read_frames, down);
     let source = match tokio::time::timeout(SESSION_TIMEOUT, link.rx.recv()).await {
         Ok(Some(hello)) => match hello.as_slice() {
             [endpoint] => match std::str::from_utf8(endpoint) {
@@ -294,13 +310,20 @@ impl RpcTransport for SimRpc {
                 .map_err(|e| Error::transport(format!("cannot bind port {}: {e}", self.port)))?;
             let (tx, inbox) = mpsc::channel(INBOX_CAPACITY);
             let recorder = self.recorder.clone();
+            let down = self.host.down();
             let accept = tokio::spawn(async move {
                 let mut connections = JoinSet::new();
                 loop {
                     match listener.accept().await {
                         Ok((stream, peer)) => {
                             while connections.try_join_next().is_some() {}
-                            connections.spawn(serve_incoming(stream, peer.to_string(), tx.clone(), recorder.clone()));
+                            connections.spawn(serve_incoming(
+                                stream,
+                                peer.to_string(),
+                                tx.clone(),
+                                recorder.clone(),
+                                down.clone(),
+                            ));
                         }
                         Err(error) => {
                             tracing::warn!(%error, "accept failed");

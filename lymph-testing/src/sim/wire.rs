@@ -15,8 +15,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 use turmoil::net::TcpStream;
 use turmoil::net::tcp::OwnedReadHalf;
 
+use super::SimHost;
+use super::host::Down;
 use super::{HEARTBEAT_INTERVAL, RECONNECT_BACKOFF, SESSION_TIMEOUT};
-use crate::timeline::{Entry, Timeline};
+use crate::timeline::Entry;
 
 /// The largest message of the session protocols, and the largest RPC frame.
 pub(crate) const MAX_LEN: usize = 16 << 20;
@@ -125,17 +127,24 @@ pub(crate) struct Link<In> {
 }
 
 impl<In: Send + 'static> Link<In> {
-    /// Runs `stream`, decoding with `read`; `peer` names the other side in warnings.
-    pub(crate) fn new<F>(stream: TcpStream, peer: String, read: F) -> Self
+    /// Runs `stream`, decoding with `read`; `peer` names the other side in warnings. Both tasks
+    /// end, closing the connection, when `down` fires (see [`SimHost::power_off`](super::SimHost::power_off)).
+    pub(crate) fn new<F>(stream: TcpStream, peer: String, read: F, down: Down) -> Self
     where
         F: for<'r> Fn(&'r mut OwnedReadHalf) -> BoxFuture<'r, io::Result<Option<In>>> + Send + 'static,
     {
         let (mut reader, mut writer) = stream.into_split();
         let (in_tx, rx) = mpsc::unbounded_channel();
         let (tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let reader_down = down.clone();
         let reader = tokio::spawn(async move {
             loop {
-                match read(&mut reader).await {
+                let message = tokio::select! {
+                    biased;
+                    () = reader_down.wait() => break,
+                    message = read(&mut reader) => message,
+                };
+                match message {
                     Ok(Some(message)) => {
                         if in_tx.send(message).is_err() {
                             break;
@@ -153,8 +162,15 @@ impl<In: Send + 'static> Link<In> {
                 }
             }
         });
+        let writer_down = down;
         let writer = tokio::spawn(async move {
-            while let Some(bytes) = out_rx.recv().await {
+            loop {
+                let bytes = tokio::select! {
+                    biased;
+                    () = writer_down.wait() => break,
+                    bytes = out_rx.recv() => bytes,
+                };
+                let Some(bytes) = bytes else { break };
                 if writer.write_all(&bytes).await.is_err() {
                     break;
                 }
@@ -241,24 +257,29 @@ pub(crate) trait Session: Send + 'static {
     fn disconnected(&mut self);
 }
 
-/// Runs a session client until its command channel closes: connect, serve, reconnect.
+/// Runs a session client until its command channel closes or `me` is powered off: connect,
+/// serve, reconnect.
 pub(crate) async fn drive<S: Session>(
     mut session: S,
     (host, port): (String, u16),
-    me: String,
-    timeline: Timeline,
+    me: SimHost,
     mut commands: mpsc::UnboundedReceiver<S::Command>,
 ) {
+    let timeline = me.timeline().clone();
+    let me_name = me.name().to_owned();
     let mut queued: VecDeque<S::Command> = VecDeque::new();
     let mut connects = 0u64;
     loop {
+        if me.is_down() {
+            return;
+        }
         let connected = tokio::time::timeout(SESSION_TIMEOUT, TcpStream::connect((host.as_str(), port))).await;
         match connected {
             Ok(Ok(stream)) => {
                 connects += 1;
                 let detail = format!("{host}:{port} (connection {connects})");
-                timeline.record(Entry::now(&me, "connect", S::NAME).detail(detail));
-                let mut link = Link::new(stream, format!("{host}:{port}"), read_serde::<S::In>);
+                timeline.record(Entry::now(&me_name, "connect", S::NAME).detail(detail));
+                let mut link = Link::new(stream, format!("{host}:{port}"), read_serde::<S::In>, me.down());
                 let out = Out(link.tx.clone());
                 session.connected(&out);
                 while let Some(command) = queued.pop_front() {
@@ -298,7 +319,7 @@ pub(crate) async fn drive<S: Session>(
                 };
                 drop(link);
                 session.disconnected();
-                timeline.record(Entry::now(&me, "disconnect", S::NAME).detail(reason));
+                timeline.record(Entry::now(&me_name, "disconnect", S::NAME).detail(reason));
             }
             Ok(Err(error)) => tracing::debug!(%host, port, %error, "connect failed"),
             Err(_) => tracing::debug!(%host, port, "connect timed out"),
