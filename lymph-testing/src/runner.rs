@@ -199,9 +199,17 @@ impl Runner {
         let timeline = Timeline::default();
         let mut sim =
             turmoil::Builder::new().rng_seed(seed).simulation_duration(self.duration).tick_duration(self.tick).build();
-        sim.host(REGISTRY_HOST, || registry_server(DEFAULT_REGISTRY_PORT));
-        sim.host(BROKER_HOST, || broker_server(DEFAULT_BROKER_PORT));
         let world = World::new(seed, timeline.clone());
+        let registry = world.infrastructure(REGISTRY_HOST);
+        let registry_timeline = timeline.clone();
+        sim.host(REGISTRY_HOST, move || {
+            registry_server(registry.power_on(REGISTRY_HOST, &registry_timeline), DEFAULT_REGISTRY_PORT)
+        });
+        let broker = world.infrastructure(BROKER_HOST);
+        let broker_timeline = timeline.clone();
+        sim.host(BROKER_HOST, move || {
+            broker_server(broker.power_on(BROKER_HOST, &broker_timeline), DEFAULT_BROKER_PORT)
+        });
         let outcome: Rc<RefCell<Option<Result<(), String>>>> = Rc::default();
         let body_outcome = outcome.clone();
         let body_world = world.clone();

@@ -25,7 +25,8 @@ pub const SERVICE_PORT: u16 = 4000;
 /// simulated backends and a seed. Called again each time the host restarts.
 pub(crate) type Factory = Rc<dyn Fn() -> ContainerBuilder>;
 
-/// What a host's software shares with the world: started, stop requested, stopped.
+/// What a host's software shares with the world: started, stop requested, stopped, and the
+/// power switch of its current incarnation.
 #[derive(Default)]
 pub(crate) struct HostControl {
     pub(crate) started: Cell<bool>,
@@ -35,6 +36,16 @@ pub(crate) struct HostControl {
     pub(crate) container: RefCell<Option<Container>>,
     /// The current incarnation's host, to power off before a crash or restart.
     pub(crate) power: RefCell<Option<SimHost>>,
+}
+
+impl HostControl {
+    /// A new incarnation of the host starts: a fresh, powered-on [`SimHost`].
+    pub(crate) fn power_on(&self, name: &str, timeline: &Timeline) -> SimHost {
+        let host = SimHost::new(name, timeline.clone());
+        *self.power.borrow_mut() = Some(host.clone());
+        self.started.set(true);
+        host
+    }
 }
 
 /// A change to the simulation that only the runner can make, between two steps.
@@ -89,6 +100,13 @@ impl World {
                 clients: Cell::new(0),
             }),
         }
+    }
+
+    /// Registers the registry or broker host, so that it can be crashed and restarted.
+    pub(crate) fn infrastructure(&self, host: &str) -> Rc<HostControl> {
+        let control = Rc::new(HostControl::default());
+        self.state.hosts.borrow_mut().insert(host.to_owned(), control.clone());
+        control
     }
 
     /// The seed of this run.

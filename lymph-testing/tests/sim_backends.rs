@@ -142,7 +142,9 @@ fn rpc_round_trip_is_recorded_on_both_sides() -> Result {
 fn registry_session_death_unregisters_its_instances() -> Result {
     let timeline = Timeline::new();
     let mut sim = sim(2);
-    sim.host("registry", || sim::registry_server(sim::DEFAULT_REGISTRY_PORT));
+    sim.host("registry", || {
+        sim::registry_server(SimHost::new("registry", Timeline::new()), sim::DEFAULT_REGISTRY_PORT)
+    });
     let tl = timeline.clone();
     sim.host("svc", move || {
         let tl = tl.clone();
@@ -191,7 +193,9 @@ fn broker_delivers_and_acks_across_hosts() -> Result {
     let mut sim = sim(3);
     let events = lymph_core::memory::MemoryEvents::new();
     let broker_state = events.clone();
-    sim.host("broker", move || sim::broker_server_on(sim::DEFAULT_BROKER_PORT, broker_state.clone()));
+    sim.host("broker", move || {
+        sim::broker_server_on(SimHost::new("broker", Timeline::new()), sim::DEFAULT_BROKER_PORT, broker_state.clone())
+    });
     let tl = timeline.clone();
     sim.client("consumer", async move {
         let events = SimEvents::connect(BROKER, &SimHost::new("consumer", tl))?;
@@ -227,7 +231,7 @@ fn broker_delivers_and_acks_across_hosts() -> Result {
 fn unacked_delivery_goes_to_another_consumer_when_its_host_crashes() -> Result {
     let timeline = Timeline::new();
     let mut sim = sim(4);
-    sim.host("broker", || sim::broker_server(sim::DEFAULT_BROKER_PORT));
+    sim.host("broker", || sim::broker_server(SimHost::new("broker", Timeline::new()), sim::DEFAULT_BROKER_PORT));
     let got_first = flag();
     let (got, tl) = (got_first.clone(), timeline.clone());
     sim.host("first", move || {
@@ -271,7 +275,7 @@ fn unacked_delivery_goes_to_another_consumer_when_its_host_crashes() -> Result {
 fn broker_client_reconnects_after_a_partition() -> Result {
     let timeline = Timeline::new();
     let mut sim = sim(5);
-    sim.host("broker", || sim::broker_server(sim::DEFAULT_BROKER_PORT));
+    sim.host("broker", || sim::broker_server(SimHost::new("broker", Timeline::new()), sim::DEFAULT_BROKER_PORT));
     let tl = timeline.clone();
     sim.client("listener", async move {
         let events = SimEvents::connect(BROKER, &SimHost::new("listener", tl))?;
@@ -304,7 +308,9 @@ fn broker_client_reconnects_after_a_partition() -> Result {
 fn registry_client_registers_again_after_a_partition() -> Result {
     let timeline = Timeline::new();
     let mut sim = sim(6);
-    sim.host("registry", || sim::registry_server(sim::DEFAULT_REGISTRY_PORT));
+    sim.host("registry", || {
+        sim::registry_server(SimHost::new("registry", Timeline::new()), sim::DEFAULT_REGISTRY_PORT)
+    });
     let tl = timeline.clone();
     sim.client("svc", async move {
         let registry = SimRegistry::connect(REGISTRY, &SimHost::new("svc", tl))?;
@@ -339,8 +345,10 @@ fn registry_client_registers_again_after_a_partition() -> Result {
 fn mixed_scenario(seed: u64) -> Result<String> {
     let timeline = Timeline::new();
     let mut sim = sim(seed);
-    sim.host("broker", || sim::broker_server(sim::DEFAULT_BROKER_PORT));
-    sim.host("registry", || sim::registry_server(sim::DEFAULT_REGISTRY_PORT));
+    sim.host("broker", || sim::broker_server(SimHost::new("broker", Timeline::new()), sim::DEFAULT_BROKER_PORT));
+    sim.host("registry", || {
+        sim::registry_server(SimHost::new("registry", Timeline::new()), sim::DEFAULT_REGISTRY_PORT)
+    });
     echo_host(&mut sim, &timeline);
     for name in ["c1", "c2"] {
         let tl = timeline.clone();

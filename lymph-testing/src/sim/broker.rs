@@ -26,7 +26,6 @@ use turmoil::net::TcpListener;
 
 use super::REQUEST_TIMEOUT;
 use super::SimHost;
-use super::host::Down;
 use super::wire::{self, AbortOnDrop, Blob, Link, Liveness, Out, Session};
 use crate::timeline::{Entry, Timeline};
 
@@ -62,17 +61,20 @@ enum ServerMessage {
 ///
 /// ```no_run
 /// # let mut sim = turmoil::Builder::new().build();
-/// use lymph_testing::sim;
-/// sim.host("broker", || sim::broker_server(sim::DEFAULT_BROKER_PORT));
+/// use lymph_testing::Timeline;
+/// use lymph_testing::sim::{self, SimHost};
+/// sim.host("broker", || sim::broker_server(SimHost::new("broker", Timeline::new()), sim::DEFAULT_BROKER_PORT));
 /// ```
+///
+/// `host` is the turmoil host it runs on; powering it off closes every session.
 ///
 /// Must be called from within a simulation.
 ///
 /// # Errors
 ///
 /// When the port cannot be bound.
-pub async fn broker_server(port: u16) -> turmoil::Result {
-    broker_server_on(port, MemoryEvents::new()).await
+pub async fn broker_server(host: SimHost, port: u16) -> turmoil::Result {
+    broker_server_on(host, port, MemoryEvents::new()).await
 }
 
 /// Runs a simulated broker on `port` serving the queues of `events` (which the test can
@@ -87,13 +89,19 @@ pub async fn broker_server(port: u16) -> turmoil::Result {
 /// # Errors
 ///
 /// When the port cannot be bound.
-pub async fn broker_server_on(port: u16, events: MemoryEvents) -> turmoil::Result {
+pub async fn broker_server_on(host: SimHost, port: u16, events: MemoryEvents) -> turmoil::Result {
     let listener = TcpListener::bind(("0.0.0.0", port)).await?;
     let mut sessions = JoinSet::new();
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let down = host.down();
+        let accepted = tokio::select! {
+            biased;
+            () = down.wait() => return Ok(()),
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = accepted?;
         while sessions.try_join_next().is_some() {}
-        let link = Link::new(stream, peer.to_string(), wire::read_serde::<ClientMessage>, Down::never());
+        let link = Link::new(stream, peer.to_string(), wire::read_serde::<ClientMessage>, host.down());
         let session =
             ServerSession { events: events.clone(), subs: Vec::new(), unsettled: BTreeMap::new(), last_tag: 0 };
         sessions.spawn(session.run(link));

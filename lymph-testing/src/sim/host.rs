@@ -58,27 +58,8 @@ impl SimHost {
         self.power.is_set()
     }
 
-    pub(crate) fn down(&self) -> Down {
-        Down(Some(self.power.clone()))
-    }
-}
-
-/// Resolves when a host is powered off; never, for a connection of a host that has no switch
-/// (the registry and broker servers).
-#[derive(Debug, Clone)]
-pub(crate) struct Down(Option<Latch>);
-
-impl Down {
-    /// A signal that never fires.
-    pub(crate) fn never() -> Self {
-        Self(None)
-    }
-
-    /// Waits until the host is powered off.
-    pub(crate) async fn wait(&self) {
-        match &self.0 {
-            Some(power) => power.wait().await,
-            None => std::future::pending().await,
-        }
+    /// The switch, for the tasks that close their connection when it flips.
+    pub(crate) fn down(&self) -> Latch {
+        self.power.clone()
     }
 }

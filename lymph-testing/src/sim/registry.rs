@@ -23,7 +23,6 @@ use turmoil::net::TcpListener;
 
 use super::REQUEST_TIMEOUT;
 use super::SimHost;
-use super::host::Down;
 use super::wire::{self, AbortOnDrop, Link, Liveness, Out, Session};
 use crate::timeline::{Entry, Timeline};
 
@@ -68,17 +67,20 @@ enum ServerMessage {
 ///
 /// ```no_run
 /// # let mut sim = turmoil::Builder::new().build();
-/// use lymph_testing::sim;
-/// sim.host("registry", || sim::registry_server(sim::DEFAULT_REGISTRY_PORT));
+/// use lymph_testing::Timeline;
+/// use lymph_testing::sim::{self, SimHost};
+/// sim.host("registry", || sim::registry_server(SimHost::new("registry", Timeline::new()), sim::DEFAULT_REGISTRY_PORT));
 /// ```
+///
+/// `host` is the turmoil host it runs on; powering it off closes every session.
 ///
 /// Must be called from within a simulation.
 ///
 /// # Errors
 ///
 /// When the port cannot be bound.
-pub async fn registry_server(port: u16) -> turmoil::Result {
-    registry_server_on(port, MemoryRegistry::new()).await
+pub async fn registry_server(host: SimHost, port: u16) -> turmoil::Result {
+    registry_server_on(host, port, MemoryRegistry::new()).await
 }
 
 /// Runs a simulated registry on `port` serving `registry` (which the test can inspect).
@@ -92,17 +94,23 @@ pub async fn registry_server(port: u16) -> turmoil::Result {
 /// # Errors
 ///
 /// When the port cannot be bound.
-pub async fn registry_server_on(port: u16, registry: MemoryRegistry) -> turmoil::Result {
+pub async fn registry_server_on(host: SimHost, port: u16, registry: MemoryRegistry) -> turmoil::Result {
     let listener = TcpListener::bind(("0.0.0.0", port)).await?;
     let owners: Arc<Mutex<BTreeMap<(String, String), u64>>> = Arc::default();
     let watchers: Watchers = Arc::default();
     let mut sessions = JoinSet::new();
     let mut last_session = 0u64;
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let down = host.down();
+        let accepted = tokio::select! {
+            biased;
+            () = down.wait() => return Ok(()),
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = accepted?;
         while sessions.try_join_next().is_some() {}
         last_session += 1;
-        let link = Link::new(stream, peer.to_string(), wire::read_serde::<ClientMessage>, Down::never());
+        let link = Link::new(stream, peer.to_string(), wire::read_serde::<ClientMessage>, host.down());
         let server = ServerSession {
             id: last_session,
             registry: registry.clone(),

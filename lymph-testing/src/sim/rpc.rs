@@ -28,8 +28,9 @@ use turmoil::net::tcp::OwnedReadHalf;
 use turmoil::net::{TcpListener, TcpStream};
 
 use super::SESSION_TIMEOUT;
+use lymph_core::Latch;
+
 use super::SimHost;
-use super::host::Down;
 use super::wire::{self, AbortOnDrop, Link, Liveness};
 use crate::timeline::{Entry, Timeline};
 
@@ -252,7 +253,7 @@ async fn serve_incoming(
     peer: String,
     inbox: mpsc::Sender<Incoming>,
     recorder: Recorder,
-    down: Down,
+    down: Latch,
 ) {
     let mut link = Link::new(stream, peer.clone(), read_frames, down);
     let source = match tokio::time::timeout(SESSION_TIMEOUT, link.rx.recv()).await {

@@ -15,8 +15,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use turmoil::net::TcpStream;
 use turmoil::net::tcp::OwnedReadHalf;
 
+use lymph_core::Latch;
+
 use super::SimHost;
-use super::host::Down;
 use super::{HEARTBEAT_INTERVAL, RECONNECT_BACKOFF, SESSION_TIMEOUT};
 use crate::timeline::Entry;
 
@@ -129,7 +130,7 @@ pub(crate) struct Link<In> {
 impl<In: Send + 'static> Link<In> {
     /// Runs `stream`, decoding with `read`; `peer` names the other side in warnings. Both tasks
     /// end, closing the connection, when `down` fires (see [`SimHost::power_off`](super::SimHost::power_off)).
-    pub(crate) fn new<F>(stream: TcpStream, peer: String, read: F, down: Down) -> Self
+    pub(crate) fn new<F>(stream: TcpStream, peer: String, read: F, down: Latch) -> Self
     where
         F: for<'r> Fn(&'r mut OwnedReadHalf) -> BoxFuture<'r, io::Result<Option<In>>> + Send + 'static,
     {
