@@ -257,7 +257,7 @@ fn apply_commands(sim: &mut turmoil::Sim<'_>, world: &World, deferred: &mut Vec<
         match command {
             Command::Crash(host) => sim.crash(host.as_str()),
             Command::Restart(host) => sim.bounce(host.as_str()),
-            Command::Start { .. } => unreachable!("only crashes and restarts are deferred"),
+            _ => unreachable!("only crashes and restarts are deferred"),
         }
     }
     loop {
@@ -271,6 +271,8 @@ fn apply_commands(sim: &mut turmoil::Sim<'_>, world: &World, deferred: &mut Vec<
                     run_service(name.clone(), factory.clone(), control.clone(), seed, timeline.clone())
                 });
             }
+            Command::Latency { a, b, latency } => sim.set_link_latency(a.as_str(), b.as_str(), latency),
+            Command::Loss { a, b, rate } => sim.set_link_fail_rate(a.as_str(), b.as_str(), rate),
             Command::Crash(ref host) | Command::Restart(ref host) => {
                 let power = world.state.hosts.borrow().get(host).and_then(|c| c.power.borrow_mut().take());
                 if let Some(power) = power {

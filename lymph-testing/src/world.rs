@@ -53,6 +53,8 @@ pub(crate) enum Command {
     Start { host: String, factory: Factory, control: Rc<HostControl> },
     Crash(String),
     Restart(String),
+    Latency { a: String, b: String, latency: Duration },
+    Loss { a: String, b: String, rate: f64 },
 }
 
 /// The shared state of one simulation run.
@@ -233,16 +235,65 @@ impl World {
         Ok(())
     }
 
-    /// Cuts the network between `a` and `b`, both ways.
+    /// Cuts the network between `a` and `b`, both ways: messages in flight and sent meanwhile
+    /// are lost, and connecting is refused.
     pub fn partition(&self, a: &str, b: &str) {
         self.note("fault", format!("partition {a} {b}"));
         turmoil::partition(a, b);
     }
 
-    /// Heals a partition between `a` and `b`.
+    /// Heals a partition between `a` and `b`, both ways.
     pub fn repair(&self, a: &str, b: &str) {
         self.note("fault", format!("repair {a} {b}"));
         turmoil::repair(a, b);
+    }
+
+    /// Cuts the network from `from` to `to` only: `to` still reaches `from`.
+    pub fn partition_oneway(&self, from: &str, to: &str) {
+        self.note("fault", format!("partition {from} -> {to}"));
+        turmoil::partition_oneway(from, to);
+    }
+
+    /// Heals a one-way partition from `from` to `to`.
+    pub fn repair_oneway(&self, from: &str, to: &str) {
+        self.note("fault", format!("repair {from} -> {to}"));
+        turmoil::repair_oneway(from, to);
+    }
+
+    /// Holds every message between `a` and `b` (both ways) until [`release`](World::release):
+    /// nothing is lost, everything is late.
+    pub fn hold(&self, a: &str, b: &str) {
+        self.note("fault", format!("hold {a} {b}"));
+        turmoil::hold(a, b);
+    }
+
+    /// Delivers what [`hold`](World::hold) kept back, and lets messages flow again.
+    pub fn release(&self, a: &str, b: &str) {
+        self.note("fault", format!("release {a} {b}"));
+        turmoil::release(a, b);
+    }
+
+    /// Sets the latency of the link between `a` and `b` (both ways), from the next step on.
+    pub fn set_latency(&self, a: &str, b: &str, latency: Duration) {
+        self.note("fault", format!("latency {a} {b} {latency:?}"));
+        self.state.commands.borrow_mut().push_back(Command::Latency { a: a.to_owned(), b: b.to_owned(), latency });
+    }
+
+    /// Sets the probability (0 to 1) that a message between `a` and `b` is lost, from the next
+    /// step on. The simulated network has no retransmission: a lost message breaks its
+    /// connection, which the backends notice and replace.
+    pub fn set_loss(&self, a: &str, b: &str, rate: f64) {
+        self.note("fault", format!("loss {a} {b} {rate}"));
+        self.state.commands.borrow_mut().push_back(Command::Loss { a: a.to_owned(), b: b.to_owned(), rate });
+    }
+
+    /// Expires the registry session of `host`: cuts it off from the registry until the registry
+    /// has dropped the session (and with it the host's registrations), then heals the link; the
+    /// host reconnects and registers again.
+    pub async fn expire_session(&self, host: &str) {
+        self.partition(host, REGISTRY_HOST);
+        tokio::time::sleep(crate::sim::SESSION_TIMEOUT + crate::sim::HEARTBEAT_INTERVAL * 2).await;
+        self.repair(host, REGISTRY_HOST);
     }
 }
 

@@ -1,0 +1,163 @@
+//! What each fault of the simulator does to the talk's services: one test per fault.
+
+use std::time::Duration;
+
+use lymph::testing::{Result, TestError, World, eventually};
+use lymph::{Container, Error};
+use scenarios::echo::{Echo, EchoClient};
+use scenarios::talk;
+
+fn check(condition: bool, what: impl Into<String>) -> Result {
+    if condition { Ok(()) } else { Err(Box::new(TestError::new(what))) }
+}
+
+/// Calls `echo.echo` `n` times and returns how many calls failed.
+async fn calls(echo: &EchoClient, n: usize) -> usize {
+    let mut failed = 0;
+    for i in 0..n {
+        if echo.echo(format!("{i}")).await.is_err() {
+            failed += 1;
+        }
+    }
+    failed
+}
+
+/// A partition between the client and one instance: calls routed there time out until heartbeats
+/// mark the instance unresponsive; then every call goes to the other one. After the repair the
+/// instance is used again.
+#[lymph::test(seeds = 4)]
+async fn a_partition_is_routed_around_and_healed(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    calls(&echo, 4).await;
+    world.partition("test", "echo-1");
+    calls(&echo, 10).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = talk.echoes[0].served();
+    check(calls(&echo, 20).await == 0, "calls failed although echo-2 is reachable")?;
+    check(talk.echoes[0].served() == before, "the partitioned instance served requests")?;
+    world.repair("test", "echo-1");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    check(calls(&echo, 40).await == 0, "calls failed after the repair")?;
+    check(talk.echoes[0].served() > before, "echo-1 was not used again after the repair")
+}
+
+/// A one-way partition that loses echo-1's replies: its requests are handled, but their callers
+/// time out. A request may run although its caller saw it fail.
+#[lymph::test(seeds = 4)]
+async fn lost_replies_mean_handled_requests_whose_callers_gave_up(world: World) -> Result {
+    let echo_1 = Echo::default();
+    let factory_echo = echo_1.clone();
+    world.start("echo-1", move || Container::builder().interface(factory_echo.clone())).await?;
+    let client = world.client().await?;
+    let echo: EchoClient = client.client();
+    echo.echo("warm".to_owned()).await?;
+    world.partition_oneway("echo-1", "test");
+    let before = echo_1.served();
+    let result = echo.echo("lost".to_owned()).await;
+    check(matches!(result, Err(Error::Timeout { .. })), format!("expected a timeout, got {result:?}"))?;
+    check(echo_1.served() == before + 1, "the request did not reach echo-1")
+}
+
+/// Held messages arrive late but arrive: a call with a long enough timeout succeeds after the release.
+#[lymph::test(seeds = 4)]
+async fn held_messages_arrive_after_the_release(world: World) -> Result {
+    world.start("echo-1", || Container::builder().interface(Echo::default())).await?;
+    let client = world.client().await?;
+    let echo: EchoClient = client.client();
+    echo.echo("warm".to_owned()).await?;
+    world.hold("test", "echo-1");
+    let proxy = client.proxy("echo").timeout(Duration::from_secs(10));
+    let call = proxy.defer::<String, _>("echo", &lymph::Value::map([("text", "late")]));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = tokio::time::Instant::now();
+    world.release("test", "echo-1");
+    let reply = call.await?;
+    check(reply == "late", format!("got {reply:?}"))?;
+    check(started.elapsed() < Duration::from_secs(2), "the reply did not come soon after the release")
+}
+
+/// Latency on a link makes calls over it slow: with a 1.5 s latency each way, a call takes at
+/// least 3 s, so the default 3 s timeout fails and a longer one succeeds.
+#[lymph::test(seeds = 4)]
+async fn latency_slows_calls_down(world: World) -> Result {
+    world.start("echo-1", || Container::builder().interface(Echo::default())).await?;
+    let client = world.client().await?;
+    let echo: EchoClient = client.client();
+    echo.echo("warm".to_owned()).await?;
+    world.set_latency("test", "echo-1", Duration::from_millis(1500));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let slow = echo.echo("slow".to_owned()).await;
+    check(matches!(slow, Err(Error::Timeout { .. })), format!("expected a timeout, got {slow:?}"))?;
+    let started = tokio::time::Instant::now();
+    let patient = client.proxy("echo").timeout(Duration::from_secs(10));
+    let reply: String = patient.call("echo", &lymph::Value::map([("text", "patient")])).await?;
+    check(reply == "patient", format!("got {reply:?}"))?;
+    check(started.elapsed() >= Duration::from_secs(3), format!("the call took only {:?}", started.elapsed()))
+}
+
+/// Message loss breaks connections; calls fail while it lasts, and the client recovers once the
+/// link is clean again.
+#[lymph::test(seeds = 4)]
+async fn calls_recover_after_message_loss(world: World) -> Result {
+    world.start("echo-1", || Container::builder().interface(Echo::default())).await?;
+    let client = world.client().await?;
+    let echo: EchoClient = client.client();
+    echo.echo("warm".to_owned()).await?;
+    world.set_loss("test", "echo-1", 1.0);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    check(calls(&echo, 3).await > 0, "no call failed while every message was lost")?;
+    world.set_loss("test", "echo-1", 0.0);
+    let mut answered = false;
+    for _ in 0..20 {
+        if echo.echo("back".to_owned()).await.is_ok() {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    check(answered, "echo did not answer after the loss stopped")
+}
+
+/// An expired registry session removes the host's instances; other clients route to the other
+/// instance until it reconnects and registers again.
+#[lymph::test(seeds = 4)]
+async fn an_expired_session_deregisters_until_the_host_registers_again(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    calls(&echo, 4).await;
+    world.partition("echo-1", "registry");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = talk.echoes[0].served();
+    check(calls(&echo, 20).await == 0, "calls failed while echo-2 was registered")?;
+    check(talk.echoes[0].served() == before, "the expired instance was still chosen")?;
+    world.repair("echo-1", "registry");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    calls(&echo, 40).await;
+    check(talk.echoes[0].served() > before, "echo-1 was not chosen again after it registered again")
+}
+
+/// A broker restart loses what its non-durable queues held, as RabbitMQ does for lymph's queues;
+/// the clients reconnect and re-subscribe, and events emitted afterwards arrive.
+#[lymph::test(seeds = 4)]
+async fn a_broker_restart_loses_queued_events_and_recovers(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    echo.upper("before".to_owned()).await?;
+    let listener = talk.listener.clone();
+    eventually("the first event", Duration::from_secs(5), || listener.received().len() == 1).await?;
+    world.partition("listener", "broker");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    echo.upper("queued".to_owned()).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    world.restart("broker").await?;
+    world.repair("listener", "broker");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    echo.upper("after".to_owned()).await?;
+    let listener = talk.listener.clone();
+    eventually("the event emitted after the restart", Duration::from_secs(10), || listener.received().len() == 2)
+        .await?;
+    let texts: Vec<String> =
+        talk.listener.received().iter().map(|e| e["text"].as_str().unwrap_or_default().to_owned()).collect();
+    check(texts == ["before", "after"], format!("the listener saw {texts:?}; `queued` must be lost"))
+}
