@@ -7,6 +7,8 @@
 //! - [`sim`]: the simulated backends (`SimRpc`, `SimRegistry`, `SimEvents`) and their hosts.
 //! - [`Timeline`]: everything that crossed the simulated network, for output, checks and the
 //!   determinism check.
+//! - [`check`]: checkers that read a timeline: every request answered once, no request handled
+//!   twice, bounded redeliveries.
 //! - [`Cluster`]: one scenario body for the embedded backends ([`Embedded`]) and the simulator.
 //! - [`ServiceTestCase`], [`MultiServiceTestCase`]: lymph's test cases on the embedded backends.
 //! - [`eventually`], [`for_a_while`]: waiting in simulated or real time.
@@ -16,6 +18,8 @@
 //! None.
 
 mod case;
+
+pub mod check;
 mod cluster;
 mod runner;
 mod wait;
@@ -28,7 +32,7 @@ pub mod timeline;
 pub use case::{MockFn, MockReply, MultiServiceTestCase, RpcCall, ServiceTestCase, ServiceTestCaseBuilder};
 pub use cluster::{Cluster, Embedded};
 pub use runner::{DETERMINISM_VAR, NUM_VAR, RunReport, Runner, SEED_VAR, TestOutcome};
-pub use timeline::{Entry, RenderOptions, Timeline};
+pub use timeline::{Direction, Entry, RenderOptions, Timeline};
 pub use wait::{eventually, for_a_while};
 pub use world::{BROKER_HOST, REGISTRY_HOST, SERVICE_PORT, TEST_HOST, World};
 

@@ -200,16 +200,19 @@ impl Runner {
         let mut sim =
             turmoil::Builder::new().rng_seed(seed).simulation_duration(self.duration).tick_duration(self.tick).build();
         let world = World::new(seed, timeline.clone());
-        let registry = world.infrastructure(REGISTRY_HOST);
-        let registry_timeline = timeline.clone();
-        sim.host(REGISTRY_HOST, move || {
-            registry_server(registry.power_on(REGISTRY_HOST, &registry_timeline), DEFAULT_REGISTRY_PORT)
-        });
-        let broker = world.infrastructure(BROKER_HOST);
-        let broker_timeline = timeline.clone();
-        sim.host(BROKER_HOST, move || {
-            broker_server(broker.power_on(BROKER_HOST, &broker_timeline), DEFAULT_BROKER_PORT)
-        });
+        for (name, port) in [(REGISTRY_HOST, DEFAULT_REGISTRY_PORT), (BROKER_HOST, DEFAULT_BROKER_PORT)] {
+            let control = world.infrastructure(name);
+            let (timeline, faults) = (timeline.clone(), world.state.faults.clone());
+            sim.host(name, move || {
+                let host = control.power_on(name, &timeline, &faults);
+                let server: futures::future::LocalBoxFuture<'static, turmoil::Result> = if name == REGISTRY_HOST {
+                    Box::pin(registry_server(host, port))
+                } else {
+                    Box::pin(broker_server(host, port))
+                };
+                server
+            });
+        }
         let outcome: Rc<RefCell<Option<Result<(), String>>>> = Rc::default();
         let body_outcome = outcome.clone();
         let body_world = world.clone();
@@ -265,10 +268,11 @@ fn apply_commands(sim: &mut turmoil::Sim<'_>, world: &World, deferred: &mut Vec<
         let Some(command) = command else { break };
         match command {
             Command::Start { host, factory, control } => {
-                let (seed, timeline) = (world.state.seed, world.state.timeline.clone());
+                let (seed, timeline, faults) =
+                    (world.state.seed, world.state.timeline.clone(), world.state.faults.clone());
                 let name = host.clone();
                 sim.host(host.as_str(), move || {
-                    run_service(name.clone(), factory.clone(), control.clone(), seed, timeline.clone())
+                    run_service(name.clone(), factory.clone(), control.clone(), seed, timeline.clone(), faults.clone())
                 });
             }
             Command::Latency { a, b, latency } => sim.set_link_latency(a.as_str(), b.as_str(), latency),

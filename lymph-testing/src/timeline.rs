@@ -9,6 +9,18 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+/// Whether an entry is a message leaving or reaching its host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    /// Something that happened on the host itself.
+    #[default]
+    Local,
+    /// A message the host sent.
+    Sent,
+    /// A message the host received.
+    Received,
+}
+
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entry {
@@ -26,6 +38,12 @@ pub struct Entry {
     pub trace_id: Option<String>,
     /// Anything else worth showing.
     pub detail: String,
+    /// For an RPC message, sent or received.
+    pub direction: Direction,
+    /// For an RPC request, its message id.
+    pub id: Option<String>,
+    /// For an RPC reply, the id of the request it answers.
+    pub re: Option<String>,
 }
 
 impl Entry {
@@ -39,7 +57,28 @@ impl Entry {
             subject: subject.into(),
             trace_id: None,
             detail: String::new(),
+            direction: Direction::Local,
+            id: None,
+            re: None,
         }
+    }
+
+    /// Sets the direction.
+    pub fn direction(mut self, direction: Direction) -> Self {
+        self.direction = direction;
+        self
+    }
+
+    /// Sets the message id (of a request).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the id of the request a reply answers.
+    pub fn re(mut self, re: impl Into<String>) -> Self {
+        self.re = Some(re.into());
+        self
     }
 
     /// Sets the trace id.

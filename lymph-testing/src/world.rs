@@ -9,7 +9,9 @@ use std::time::Duration;
 use lymph_core::{Container, ContainerBuilder, Error};
 use tokio::sync::Notify;
 
-use crate::sim::{DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, SimEvents, SimHost, SimRegistry, SimRpc};
+use crate::sim::{
+    DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, MessageFault, MessageFaults, SimEvents, SimHost, SimRegistry, SimRpc,
+};
 use crate::{Entry, Timeline, seed};
 
 /// The host the registry runs on.
@@ -40,8 +42,8 @@ pub(crate) struct HostControl {
 
 impl HostControl {
     /// A new incarnation of the host starts: a fresh, powered-on [`SimHost`].
-    pub(crate) fn power_on(&self, name: &str, timeline: &Timeline) -> SimHost {
-        let host = SimHost::new(name, timeline.clone());
+    pub(crate) fn power_on(&self, name: &str, timeline: &Timeline, faults: &MessageFaults) -> SimHost {
+        let host = SimHost::new(name, timeline.clone()).with_faults(faults.clone());
         *self.power.borrow_mut() = Some(host.clone());
         self.started.set(true);
         host
@@ -64,6 +66,7 @@ pub(crate) struct WorldState {
     pub(crate) commands: RefCell<VecDeque<Command>>,
     pub(crate) hosts: RefCell<BTreeMap<String, Rc<HostControl>>>,
     test_host: SimHost,
+    pub(crate) faults: MessageFaults,
     clients: Cell<u16>,
 }
 
@@ -92,10 +95,12 @@ impl fmt::Debug for World {
 
 impl World {
     pub(crate) fn new(seed: u64, timeline: Timeline) -> Self {
+        let faults = MessageFaults::default();
         Self {
             state: Rc::new(WorldState {
                 seed,
-                test_host: SimHost::new(TEST_HOST, timeline.clone()),
+                test_host: SimHost::new(TEST_HOST, timeline.clone()).with_faults(faults.clone()),
+                faults,
                 timeline,
                 commands: RefCell::new(VecDeque::new()),
                 hosts: RefCell::new(BTreeMap::new()),
@@ -123,14 +128,7 @@ impl World {
 
     /// Notes something on the timeline, as the test host (e.g. a step of the scenario).
     pub fn note(&self, kind: &str, detail: impl Into<String>) {
-        self.state.timeline.record(Entry {
-            time: turmoil::sim_elapsed().unwrap_or_default(),
-            host: TEST_HOST.to_owned(),
-            kind: kind.to_owned(),
-            subject: String::new(),
-            trace_id: None,
-            detail: detail.into(),
-        });
+        self.state.timeline.record(Entry::now(TEST_HOST, kind, "").detail(detail));
     }
 
     /// Starts a service host named `host` running the container `factory` makes, and waits until
@@ -287,6 +285,13 @@ impl World {
         self.state.commands.borrow_mut().push_back(Command::Loss { a: a.to_owned(), b: b.to_owned(), rate });
     }
 
+    /// Applies `fault` to the next RPC messages it matches, whichever host sends them (see
+    /// [`MessageFault`]): drop, duplicate or delay them.
+    pub fn inject(&self, fault: MessageFault) {
+        self.note("fault", format!("{fault:?}"));
+        self.state.faults.add(fault);
+    }
+
     /// Expires the registry session of `host`: cuts it off from the registry until the registry
     /// has dropped the session (and with it the host's registrations), then heals the link; the
     /// host reconnects and registers again.
@@ -313,10 +318,11 @@ pub(crate) async fn run_service(
     control: Rc<HostControl>,
     world_seed: u64,
     timeline: Timeline,
+    faults: MessageFaults,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let incarnation = control.incarnation.get();
     control.incarnation.set(incarnation + 1);
-    let sim_host = SimHost::new(&host, timeline);
+    let sim_host = SimHost::new(&host, timeline).with_faults(faults);
     *control.power.borrow_mut() = Some(sim_host.clone());
     let container = factory()
         .rpc(SimRpc::new(&sim_host, SERVICE_PORT))

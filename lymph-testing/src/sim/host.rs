@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use lymph_core::Latch;
 
+use super::MessageFaults;
 use crate::timeline::Timeline;
 
 /// One simulated host, as the simulated backends created in it see it: its name, the timeline
@@ -22,6 +23,7 @@ pub struct SimHost {
     name: Arc<str>,
     timeline: Timeline,
     power: Latch,
+    faults: MessageFaults,
 }
 
 impl fmt::Debug for SimHost {
@@ -33,7 +35,19 @@ impl fmt::Debug for SimHost {
 impl SimHost {
     /// A powered-on host named `name` (its turmoil host name) recording on `timeline`.
     pub fn new(name: &str, timeline: Timeline) -> Self {
-        Self { name: name.into(), timeline, power: Latch::new() }
+        Self { name: name.into(), timeline, power: Latch::new(), faults: MessageFaults::default() }
+    }
+
+    /// The same host, applying the message faults of `faults` (shared by the hosts of a world)
+    /// to the messages it sends.
+    pub fn with_faults(mut self, faults: MessageFaults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// The message faults applied to what the host sends.
+    pub fn faults(&self) -> &MessageFaults {
+        &self.faults
     }
 
     /// The host's name.

@@ -25,6 +25,7 @@
 //! simulation with a fixed seed replays exactly.
 
 mod broker;
+mod fault;
 mod host;
 mod registry;
 mod rpc;
@@ -33,6 +34,7 @@ mod wire;
 use std::time::Duration;
 
 pub use broker::{SimEvents, broker_server, broker_server_on};
+pub use fault::{FaultAction, MessageFault, MessageFaults};
 pub use host::SimHost;
 pub use registry::{SimRegistry, registry_server, registry_server_on};
 pub use rpc::SimRpc;

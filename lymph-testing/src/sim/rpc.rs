@@ -30,9 +30,10 @@ use turmoil::net::{TcpListener, TcpStream};
 use super::SESSION_TIMEOUT;
 use lymph_core::Latch;
 
+use super::FaultAction;
 use super::SimHost;
 use super::wire::{self, AbortOnDrop, Link, Liveness};
-use crate::timeline::{Entry, Timeline};
+use crate::timeline::{Direction, Entry, Timeline};
 
 /// The most frames a message may have.
 const MAX_FRAMES: u32 = 64;
@@ -76,7 +77,9 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&self, frames: &[Bytes], detail: String) {
+    /// Records a message and returns its kind and the subject faults match on: the request's
+    /// subject, also for a reply.
+    fn record(&self, frames: &[Bytes], direction: Direction, detail: String) -> (String, String) {
         let text = |i: usize| frames.get(i).map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
         let (id, kind, raw_subject) = (text(0), text(1), text(2));
         let kind: String = if kind.is_empty() { "?".into() } else { kind.chars().take(16).collect() };
@@ -86,23 +89,33 @@ impl Recorder {
             .and_then(|v| Headers::from_value(v).ok())
             .and_then(|h| h.trace_id().map(str::to_owned));
         let short = |s: &str| s.chars().take(8).collect::<String>();
-        let subject = {
+        let (subject, request_subject) = {
             let mut subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
             if kind == "REQ" {
                 subjects.insert(id.clone(), raw_subject.clone());
                 if subjects.len() > SUBJECTS_REMEMBERED {
                     subjects.shift_remove_index(0);
                 }
-                raw_subject
+                (raw_subject.clone(), raw_subject.clone())
             } else {
                 match subjects.get(&raw_subject) {
-                    Some(request) => format!("{request} (re {})", short(&raw_subject)),
-                    None => format!("(re {})", short(&raw_subject)),
+                    Some(request) => (format!("{request} (re {})", short(&raw_subject)), request.clone()),
+                    None => (format!("(re {})", short(&raw_subject)), String::new()),
                 }
             }
         };
-        let detail = if kind == "REQ" { format!("{detail} id={}", short(&id)) } else { detail };
-        self.timeline.record(Entry::now(&self.host, kind, subject).trace(trace).detail(detail));
+        let mut entry = Entry::now(&self.host, kind.clone(), subject).trace(trace).direction(direction);
+        entry = if kind == "REQ" {
+            entry.detail(format!("{detail} id={}", short(&id))).id(id)
+        } else {
+            entry.detail(detail).re(raw_subject)
+        };
+        self.timeline.record(entry);
+        (kind, request_subject)
+    }
+
+    fn note(&self, kind: &str, subject: &str, detail: String) {
+        self.timeline.record(Entry::now(&self.host, kind, subject).detail(detail));
     }
 }
 
@@ -131,6 +144,10 @@ struct State {
 /// Every message sent and received is recorded on the timeline (kind and subject from the
 /// frames, trace id from the headers).
 pub struct SimRpc {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     host: SimHost,
     endpoint: String,
     port: u16,
@@ -140,14 +157,15 @@ pub struct SimRpc {
 
 impl fmt::Debug for SimRpc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimRpc").field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("SimRpc").field("endpoint", &self.inner.endpoint).finish_non_exhaustive()
     }
 }
 
 impl SimRpc {
     /// A transport for `host` that will listen on `port`; its endpoint is `tcp://<host>:<port>`.
+    /// The message faults of `host` apply to what it sends.
     pub fn new(host: &SimHost, port: u16) -> Self {
-        Self {
+        let inner = Inner {
             host: host.clone(),
             endpoint: format!("tcp://{}:{port}", host.name()),
             port,
@@ -157,14 +175,17 @@ impl SimRpc {
                 subjects: Arc::default(),
             },
             state: Arc::default(),
-        }
+        };
+        Self { inner: Arc::new(inner) }
     }
 
     /// The endpoint, `tcp://<host>:<port>`.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.inner.endpoint
     }
+}
 
+impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -209,6 +230,30 @@ impl SimRpc {
         let mut state = self.state();
         state.accept = None;
         state.connections.clear();
+    }
+
+    /// Writes `bytes` to `endpoint`, connecting (once more, if the connection failed) as needed.
+    async fn deliver(&self, endpoint: &str, bytes: Vec<u8>, subject: &str) -> Result<()> {
+        let mut last_error = None;
+        for _ in 0..2 {
+            let tx = match self.existing(endpoint) {
+                Some(tx) => tx,
+                None => match self.connect(endpoint).await {
+                    Ok(tx) => tx,
+                    Err(error) => {
+                        last_error = Some(error);
+                        break;
+                    }
+                },
+            };
+            if tx.send(bytes.clone()).is_ok() {
+                return Ok(());
+            }
+            self.forget(endpoint);
+        }
+        let error = last_error.unwrap_or_else(|| Error::transport(format!("the connection to {endpoint} failed")));
+        self.recorder.note("drop", subject, format!("-> {endpoint}: {error}"));
+        Err(error)
     }
 }
 
@@ -283,7 +328,7 @@ async fn serve_incoming(
                         link.send(encode_frames(&[]));
                         continue;
                     }
-                    recorder.record(&frames, format!("<- {source}"));
+                    recorder.record(&frames, Direction::Received, format!("<- {source}"));
                     if inbox.send(Incoming { source: source.clone(), frames }).await.is_err() {
                         break;
                     }
@@ -303,15 +348,15 @@ async fn serve_incoming(
 impl RpcTransport for SimRpc {
     fn bind(&self) -> BoxFuture<'_, Result<(String, Inbox)>> {
         Box::pin(async move {
-            if self.state().bound {
-                return Err(Error::Config(format!("this transport is bound to {} already", self.endpoint)));
+            if self.inner.state().bound {
+                return Err(Error::Config(format!("this transport is bound to {} already", self.inner.endpoint)));
             }
-            let listener = TcpListener::bind(("0.0.0.0", self.port))
+            let listener = TcpListener::bind(("0.0.0.0", self.inner.port))
                 .await
-                .map_err(|e| Error::transport(format!("cannot bind port {}: {e}", self.port)))?;
+                .map_err(|e| Error::transport(format!("cannot bind port {}: {e}", self.inner.port)))?;
             let (tx, inbox) = mpsc::channel(INBOX_CAPACITY);
-            let recorder = self.recorder.clone();
-            let down = self.host.down();
+            let recorder = self.inner.recorder.clone();
+            let down = self.inner.host.down();
             let accept = tokio::spawn(async move {
                 let mut connections = JoinSet::new();
                 loop {
@@ -333,56 +378,55 @@ impl RpcTransport for SimRpc {
                     }
                 }
             });
-            let mut state = self.state();
+            let mut state = self.inner.state();
             if state.bound {
-                return Err(Error::Config(format!("this transport is bound to {} already", self.endpoint)));
+                return Err(Error::Config(format!("this transport is bound to {} already", self.inner.endpoint)));
             }
             state.bound = true;
             state.accept = Some(AbortOnDrop(accept));
-            Ok((self.endpoint.clone(), inbox))
+            Ok((self.inner.endpoint.clone(), inbox))
         })
     }
 
     fn send<'a>(&'a self, endpoint: &'a str, frames: Frames) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            if !self.state().bound {
+            let inner = &self.inner;
+            if !inner.state().bound {
                 return Err(Error::transport("cannot send before the transport is bound"));
             }
-            self.recorder.record(&frames, format!("-> {endpoint}"));
+            let (kind, subject) = inner.recorder.record(&frames, Direction::Sent, format!("-> {endpoint}"));
             let bytes = encode_frames(&frames);
-            let mut last_error = None;
-            for _ in 0..2 {
-                let tx = match self.existing(endpoint) {
-                    Some(tx) => tx,
-                    None => match self.connect(endpoint).await {
-                        Ok(tx) => tx,
-                        Err(error) => {
-                            last_error = Some(error);
-                            break;
-                        }
-                    },
-                };
-                if tx.send(bytes.clone()).is_ok() {
-                    return Ok(());
+            match inner.host.faults().take(&kind, &subject) {
+                None => inner.deliver(endpoint, bytes, &subject).await,
+                Some(FaultAction::Drop) => {
+                    inner.recorder.note("drop", &subject, format!("{kind} -> {endpoint}: dropped by a message fault"));
+                    Ok(())
                 }
-                self.forget(endpoint);
+                Some(FaultAction::Duplicate) => {
+                    inner.recorder.note("duplicate", &subject, format!("{kind} -> {endpoint}: sent twice"));
+                    inner.deliver(endpoint, bytes.clone(), &subject).await?;
+                    inner.deliver(endpoint, bytes, &subject).await
+                }
+                Some(FaultAction::Delay(delay)) => {
+                    inner.recorder.note("delay", &subject, format!("{kind} -> {endpoint}: {delay:?} late"));
+                    let (inner, endpoint) = (Arc::clone(inner), endpoint.to_owned());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = inner.deliver(&endpoint, bytes, &subject).await;
+                    });
+                    Ok(())
+                }
             }
-            let error = last_error.unwrap_or_else(|| Error::transport(format!("the connection to {endpoint} failed")));
-            self.recorder.timeline.record(
-                Entry::now(&self.recorder.host, "drop", String::from_utf8_lossy(frames.get(2).map_or(&[][..], |f| f)))
-                    .detail(format!("-> {endpoint}: {error}")),
-            );
-            Err(error)
         })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move { self.shut() })
+        Box::pin(async move { self.inner.shut() })
     }
 }
 
 impl Drop for SimRpc {
     fn drop(&mut self) {
-        self.shut();
+        self.inner.shut();
     }
 }

@@ -1,0 +1,132 @@
+//! Message-level faults: drop, duplicate or delay the next messages of a kind and subject.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// What happens to a message a [`MessageFault`] matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    /// The message is lost.
+    Drop,
+    /// The message is delivered twice.
+    Duplicate,
+    /// The message is delivered after this long (later messages may overtake it).
+    Delay(Duration),
+}
+
+/// A fault applied to the next messages that match it, e.g. "drop the next REP of `echo.upper`".
+///
+/// ```
+/// use std::time::Duration;
+/// use lymph_testing::sim::MessageFault;
+///
+/// let lose_a_reply = MessageFault::drop().kind("REP").subject("echo.upper");
+/// let twice = MessageFault::duplicate().kind("REQ").subject("echo.upper").times(3);
+/// let late = MessageFault::delay(Duration::from_secs(2)).kind("REQ");
+/// # let _ = (lose_a_reply, twice, late);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageFault {
+    action: FaultAction,
+    kind: Option<String>,
+    subject: Option<String>,
+    times: u32,
+}
+
+impl MessageFault {
+    /// Loses the matching messages.
+    pub fn drop() -> Self {
+        Self::new(FaultAction::Drop)
+    }
+
+    /// Delivers the matching messages twice.
+    pub fn duplicate() -> Self {
+        Self::new(FaultAction::Duplicate)
+    }
+
+    /// Delivers the matching messages `delay` late.
+    pub fn delay(delay: Duration) -> Self {
+        Self::new(FaultAction::Delay(delay))
+    }
+
+    fn new(action: FaultAction) -> Self {
+        Self { action, kind: None, subject: None, times: 1 }
+    }
+
+    /// Only messages of this kind: `REQ`, `REP`, `ACK`, `NACK` or `ERROR`.
+    pub fn kind(mut self, kind: &str) -> Self {
+        self.kind = Some(kind.to_owned());
+        self
+    }
+
+    /// Only messages about this subject: a request's `interface.method`, or for a reply, the
+    /// subject of the request it answers.
+    pub fn subject(mut self, subject: &str) -> Self {
+        self.subject = Some(subject.to_owned());
+        self
+    }
+
+    /// Applies to this many messages (1 unless set).
+    pub fn times(mut self, times: u32) -> Self {
+        self.times = times;
+        self
+    }
+
+    fn matches(&self, kind: &str, subject: &str) -> bool {
+        self.times > 0
+            && self.kind.as_deref().is_none_or(|k| k == kind)
+            && self.subject.as_deref().is_none_or(|s| s == subject)
+    }
+}
+
+/// The message faults in force in one simulated world, shared by its hosts. Heartbeats
+/// (`lymph.ping`) are never matched unless a fault names that subject.
+#[derive(Clone, Default)]
+pub struct MessageFaults {
+    rules: Arc<Mutex<Vec<MessageFault>>>,
+}
+
+impl fmt::Debug for MessageFaults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.rules.lock().unwrap_or_else(PoisonError::into_inner).iter()).finish()
+    }
+}
+
+impl MessageFaults {
+    /// Adds a fault; faults apply in the order they were added.
+    pub fn add(&self, fault: MessageFault) {
+        self.rules.lock().unwrap_or_else(PoisonError::into_inner).push(fault);
+    }
+
+    /// The action for a message of `kind` about `subject`, using up one application of the
+    /// first matching fault.
+    pub(crate) fn take(&self, kind: &str, subject: &str) -> Option<FaultAction> {
+        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
+        let heartbeat = subject == "lymph.ping";
+        let rule = rules.iter_mut().find(|r| r.matches(kind, subject) && (!heartbeat || r.subject.is_some()))?;
+        rule.times -= 1;
+        let action = rule.action;
+        rules.retain(|r| r.times > 0);
+        Some(action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_match_kind_and_subject_and_wear_out() {
+        let faults = MessageFaults::default();
+        faults.add(MessageFault::drop().kind("REP").subject("echo.upper").times(2));
+        faults.add(MessageFault::duplicate().kind("REQ"));
+        assert_eq!(faults.take("REQ", "lymph.ping"), None, "heartbeats are left alone");
+        assert_eq!(faults.take("REP", "echo.echo"), None);
+        assert_eq!(faults.take("REP", "echo.upper"), Some(FaultAction::Drop));
+        assert_eq!(faults.take("REQ", "echo.upper"), Some(FaultAction::Duplicate));
+        assert_eq!(faults.take("REQ", "echo.upper"), None, "the duplicate fault is used up");
+        assert_eq!(faults.take("REP", "echo.upper"), Some(FaultAction::Drop));
+        assert_eq!(faults.take("REP", "echo.upper"), None);
+    }
+}

@@ -1,0 +1,112 @@
+//! Each checker passes on a clean run and catches a deliberately broken one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use lymph::testing::check::{
+    at_most_one_reply, deliveries_at_most, every_request_answered, requests_handled_at_most_once,
+};
+use lymph::testing::sim::MessageFault;
+use lymph::testing::{Result, TestError, World, eventually};
+use lymph::{Container, Error, Event};
+use scenarios::echo::{Echo, EchoClient};
+
+fn check(condition: bool, what: impl Into<String>) -> Result {
+    if condition { Ok(()) } else { Err(Box::new(TestError::new(what))) }
+}
+
+async fn echo_and_client(world: &World) -> std::result::Result<(Echo, EchoClient), Error> {
+    let echo = Echo::default();
+    let factory_echo = echo.clone();
+    world.start("echo-1", move || Container::builder().interface(factory_echo.clone())).await?;
+    let client = world.client().await?;
+    let echo_client: EchoClient = client.client();
+    echo_client.echo("warm".to_owned()).await?;
+    Ok((echo, echo_client))
+}
+
+#[lymph::test(seeds = 4)]
+async fn a_clean_run_passes_every_checker(world: World) -> Result {
+    let (_, echo) = echo_and_client(&world).await?;
+    for i in 0..5 {
+        echo.upper(format!("{i}")).await?;
+    }
+    at_most_one_reply(world.timeline())?;
+    every_request_answered(world.timeline())?;
+    requests_handled_at_most_once(world.timeline())?;
+    deliveries_at_most(world.timeline(), 1)?;
+    Ok(())
+}
+
+/// A duplicated reply reaches its caller twice; the container ignores the second, the checker
+/// reports it.
+#[lymph::test(seeds = 4)]
+async fn at_most_one_reply_catches_a_duplicated_reply(world: World) -> Result {
+    let (_, echo) = echo_and_client(&world).await?;
+    world.inject(MessageFault::duplicate().kind("REP").subject("echo.echo"));
+    check(echo.echo("twice".to_owned()).await? == "twice", "the first reply is the answer")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let violation = at_most_one_reply(world.timeline()).err().ok_or("the duplicate reply was not caught")?;
+    check(violation.message.contains("2 replies"), violation.to_string())?;
+    check(!violation.trace_ids.is_empty() && violation.times.len() == 3, violation.to_string())
+}
+
+/// A lost reply leaves its caller with a timeout; the checker names the request.
+#[lymph::test(seeds = 4)]
+async fn every_request_answered_catches_a_lost_reply(world: World) -> Result {
+    let (_, echo) = echo_and_client(&world).await?;
+    world.inject(MessageFault::drop().kind("REP").subject("echo.echo"));
+    let lost = echo.echo("lost".to_owned()).await;
+    check(matches!(lost, Err(Error::Timeout { .. })), format!("expected a timeout, got {lost:?}"))?;
+    let violation = every_request_answered(world.timeline()).err().ok_or("the lost reply was not caught")?;
+    check(violation.message.contains("echo.echo request got no reply"), violation.to_string())
+}
+
+/// A duplicated request runs its handler twice: the non-idempotent echo counts two calls where its
+/// caller made one, and the checker reports the request.
+#[lymph::test(seeds = 4)]
+async fn requests_handled_at_most_once_catches_a_duplicated_request(world: World) -> Result {
+    let (echo_service, echo) = echo_and_client(&world).await?;
+    let before = echo_service.served();
+    world.inject(MessageFault::duplicate().kind("REQ").subject("echo.echo"));
+    echo.echo("once".to_owned()).await?;
+    let service = echo_service.clone();
+    eventually("the duplicate ran", Duration::from_secs(2), || service.served() == before + 2).await?;
+    let violation = requests_handled_at_most_once(world.timeline()).err().ok_or("the duplicate was not caught")?;
+    check(violation.message.contains("echo-1 received one echo.echo request 2 times"), violation.to_string())
+}
+
+/// A handler that always fails, with `retry = 2`.
+#[derive(Debug, Clone, Default)]
+struct Flaky {
+    runs: Arc<AtomicUsize>,
+}
+
+#[lymph::interface(name = "flaky")]
+impl Flaky {
+    /// Always fails.
+    #[event("job.run", retry = 2)]
+    async fn run(&self, _event: Event) -> lymph::Result<()> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Err(Error::raise("Boom", "always"))
+    }
+}
+
+/// `retry = 2` runs a failing handler 3 times per event, no more: the checker accepts 3 and
+/// reports a bound of 2.
+#[lymph::test(seeds = 4)]
+async fn deliveries_at_most_bounds_retries(world: World) -> Result {
+    let flaky = Flaky::default();
+    let factory = flaky.clone();
+    world.start("flaky", move || Container::builder().interface(factory.clone())).await?;
+    let client = world.client().await?;
+    client.emit("job.run", serde_json::json!({ "n": 1 })).await?;
+    let runs = flaky.runs.clone();
+    eventually("three runs", Duration::from_secs(5), || runs.load(Ordering::SeqCst) == 3).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    check(flaky.runs.load(Ordering::SeqCst) == 3, "the handler ran more than retry + 1 times")?;
+    deliveries_at_most(world.timeline(), 3)?;
+    let violation = deliveries_at_most(world.timeline(), 2).err().ok_or("three deliveries passed a bound of 2")?;
+    check(violation.message.contains("flaky-run 3 times"), violation.to_string())
+}
