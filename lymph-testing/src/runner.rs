@@ -54,6 +54,7 @@ pub struct Runner {
     check_determinism: bool,
     duration: Duration,
     tick: Duration,
+    latency: Option<(Duration, Duration)>,
 }
 
 /// The result of one simulated run.
@@ -80,6 +81,7 @@ impl Runner {
             check_determinism: false,
             duration: Duration::from_secs(3600),
             tick: Duration::from_millis(1),
+            latency: None,
         }
     }
 
@@ -110,6 +112,13 @@ impl Runner {
     /// The simulator's time step (1 ms unless set): message latencies and timers are rounded to it.
     pub fn tick(mut self, tick: Duration) -> Self {
         self.tick = tick;
+        self
+    }
+
+    /// The range of every message's latency (turmoil's default unless set: up to 100 ms,
+    /// exponentially distributed).
+    pub fn latency(mut self, min: Duration, max: Duration) -> Self {
+        self.latency = Some((min, max));
         self
     }
 
@@ -197,8 +206,12 @@ impl Runner {
         R: TestOutcome,
     {
         let timeline = Timeline::default();
-        let mut sim =
-            turmoil::Builder::new().rng_seed(seed).simulation_duration(self.duration).tick_duration(self.tick).build();
+        let mut builder = turmoil::Builder::new();
+        builder.rng_seed(seed).simulation_duration(self.duration).tick_duration(self.tick);
+        if let Some((min, max)) = self.latency {
+            builder.min_message_latency(min).max_message_latency(max);
+        }
+        let mut sim = builder.build();
         let world = World::new(seed, timeline.clone());
         for (name, port) in [(REGISTRY_HOST, DEFAULT_REGISTRY_PORT), (BROKER_HOST, DEFAULT_BROKER_PORT)] {
             let control = world.infrastructure(name);
