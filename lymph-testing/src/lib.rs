@@ -9,6 +9,7 @@
 //!   determinism check.
 //! - [`check`]: checkers that read a timeline: every request answered once, no request handled
 //!   twice, bounded redeliveries.
+//! - [`schedule`]: fault schedules, generated and shrunk by proptest.
 //! - [`Cluster`]: one scenario body for the embedded backends ([`Embedded`]) and the simulator.
 //! - [`ServiceTestCase`], [`MultiServiceTestCase`]: lymph's test cases on the embedded backends.
 //! - [`eventually`], [`for_a_while`]: waiting in simulated or real time.
@@ -25,6 +26,7 @@ mod runner;
 mod wait;
 mod world;
 
+pub mod schedule;
 pub mod seed;
 pub mod sim;
 pub mod timeline;
