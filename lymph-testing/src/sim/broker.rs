@@ -248,6 +248,8 @@ enum Command {
 struct InFlight {
     subscribe: Option<u64>,
     reply: Option<oneshot::Sender<Result<()>>>,
+    /// An emit, to publish again if the connection is lost before the broker confirms it.
+    emit: Option<(Event, Duration)>,
 }
 
 struct ClientSub {
@@ -288,12 +290,12 @@ impl ClientSession {
             Ok(event) => event,
             Err(error) => {
                 tracing::warn!(%error, tag, "malformed delivery rejected");
-                self.send(out, Request::Reject { tag }, InFlight { subscribe: None, reply: None });
+                self.send(out, Request::Reject { tag }, InFlight { subscribe: None, reply: None, emit: None });
                 return;
             }
         };
         let Some(client_sub) = self.subs.get(&sub) else {
-            self.send(out, Request::Release { tag }, InFlight { subscribe: None, reply: None });
+            self.send(out, Request::Release { tag }, InFlight { subscribe: None, reply: None, emit: None });
             return;
         };
         let queue = client_sub.subscription.queue.clone();
@@ -316,7 +318,7 @@ impl ClientSession {
         if client_sub.tx.send(Delivery { event, acker: Box::new(acker) }).is_err() {
             // The subscriber is gone; the returned delivery is dropped, which releases it.
             self.subs.remove(&sub);
-            self.send(out, Request::Cancel { sub }, InFlight { subscribe: None, reply: None });
+            self.send(out, Request::Cancel { sub }, InFlight { subscribe: None, reply: None, emit: None });
         } else if once {
             self.subs.remove(&sub);
         }
@@ -338,7 +340,7 @@ impl Session for ClientSession {
         let subs: Vec<(u64, Request)> =
             self.subs.iter().map(|(id, sub)| (*id, Self::subscribe_request(*id, &sub.subscription))).collect();
         for (sub, request) in subs {
-            self.send(out, request, InFlight { subscribe: Some(sub), reply: None });
+            self.send(out, request, InFlight { subscribe: Some(sub), reply: None, emit: None });
         }
     }
 
@@ -347,7 +349,7 @@ impl Session for ClientSession {
             Command::Settle { generation, request, reply } => {
                 match out {
                     Some(out) if generation == self.generation => {
-                        self.send(out, request, InFlight { subscribe: None, reply });
+                        self.send(out, request, InFlight { subscribe: None, reply, emit: None });
                     }
                     _ => {
                         if let Some(reply) = reply {
@@ -364,13 +366,18 @@ impl Session for ClientSession {
             Command::Emit { event, delay, reply } => {
                 let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
                 let request = Request::Emit { event: Blob(event.to_msgpack()), delay_ms };
-                self.send(out.expect("connected"), request, InFlight { subscribe: None, reply: Some(reply) });
+                let in_flight = InFlight { subscribe: None, reply: Some(reply), emit: Some((event, delay)) };
+                self.send(out.expect("connected"), request, in_flight);
                 None
             }
             Command::Subscribe { sub, subscription, tx, reply } => {
                 let request = Self::subscribe_request(sub, &subscription);
                 self.subs.insert(sub, ClientSub { subscription, tx });
-                self.send(out.expect("connected"), request, InFlight { subscribe: Some(sub), reply: Some(reply) });
+                self.send(
+                    out.expect("connected"),
+                    request,
+                    InFlight { subscribe: Some(sub), reply: Some(reply), emit: None },
+                );
                 None
             }
         }
@@ -400,6 +407,15 @@ impl Session for ClientSession {
 
     fn disconnected(&mut self) {
         for (_, in_flight) in std::mem::take(&mut self.in_flight) {
+            // An unconfirmed emit is published again once reconnected (publisher confirms: the
+            // event may then arrive twice, never not at all while its caller waits).
+            if let (Some((event, delay)), Some(reply)) = (&in_flight.emit, &in_flight.reply)
+                && !reply.is_closed()
+            {
+                let reply = in_flight.reply.expect("checked above");
+                let _ = self.commands.send(Command::Emit { event: event.clone(), delay: *delay, reply });
+                continue;
+            }
             if let Some(sub) = in_flight.subscribe
                 && in_flight.reply.is_some()
             {
