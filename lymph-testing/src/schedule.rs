@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 
 use crate::World;
 
@@ -128,6 +129,20 @@ impl Schedule {
             steps.sort_by_key(|(at, _)| *at);
             Schedule { steps }
         })
+    }
+}
+
+/// A schedule drawn from `strategy` with `seed`: the same seed gives the same schedule, so a
+/// seed sweep is also a sweep of fault schedules (without shrinking; use a proptest runner for
+/// that).
+pub fn generate(strategy: &impl Strategy<Value = Schedule>, seed: u64) -> Schedule {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let rng = proptest::test_runner::TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &bytes);
+    let mut runner = proptest::test_runner::TestRunner::new_with_rng(proptest::test_runner::Config::default(), rng);
+    match strategy.new_tree(&mut runner) {
+        Ok(tree) => tree.current(),
+        Err(_) => Schedule::new(),
     }
 }
 

@@ -7,8 +7,10 @@
 //!
 //! - [`echo`]: the `echo` service (`upper`, `echo`, `fail`).
 //! - [`listener`]: the `listener` service, which records the events it handles.
+//! - [`food`]: food ordering over seven hosts, with invariants checked under fault schedules.
 //! - [`talk`]: the talk scenario: two echo instances, a listener and a client.
 
 pub mod echo;
+pub mod food;
 pub mod listener;
 pub mod talk;
