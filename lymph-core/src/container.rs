@@ -357,7 +357,7 @@ impl ContainerBuilder {
     }
 
     /// Starts the container: binds its endpoint, starts serving, subscribes its event handlers
-    /// and registers its interfaces.
+    /// and registers its interfaces. If a step fails, what had started is stopped again.
     ///
     /// # Errors
     ///
@@ -408,7 +408,11 @@ impl ContainerBuilder {
         tokio::spawn(serve(shared.clone(), inbox));
         tokio::spawn(heartbeat(shared.clone()));
         let container = Container { shared };
-        container.start_interfaces(self.register && has_services).await?;
+        if let Err(error) = container.start_interfaces(self.register && has_services).await {
+            // Undo what did start: registrations, consumers, the endpoint.
+            container.stop().await;
+            return Err(error);
+        }
         Ok(container)
     }
 }

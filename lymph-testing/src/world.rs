@@ -324,13 +324,28 @@ pub(crate) async fn run_service(
     control.incarnation.set(incarnation + 1);
     let sim_host = SimHost::new(&host, timeline).with_faults(faults);
     *control.power.borrow_mut() = Some(sim_host.clone());
-    let container = factory()
-        .rpc(SimRpc::new(&sim_host, SERVICE_PORT))
-        .events(SimEvents::connect(&broker_addr(), &sim_host)?)
-        .registry(SimRegistry::connect(&registry_addr(), &sim_host)?)
-        .seed(seed::derive(world_seed, &format!("{host}/{incarnation}")))
-        .start()
-        .await?;
+    // Like a supervisor (lymph's node), start again until the container starts: it cannot while
+    // the broker or the registry is out of reach.
+    let mut attempt = 0u32;
+    let container = loop {
+        let seed_key =
+            if attempt == 0 { format!("{host}/{incarnation}") } else { format!("{host}/{incarnation}/{attempt}") };
+        let started = factory()
+            .rpc(SimRpc::new(&sim_host, SERVICE_PORT))
+            .events(SimEvents::connect(&broker_addr(), &sim_host)?)
+            .registry(SimRegistry::connect(&registry_addr(), &sim_host)?)
+            .seed(seed::derive(world_seed, &seed_key))
+            .start()
+            .await;
+        match started {
+            Ok(container) => break container,
+            Err(error) => {
+                sim_host.timeline().record(Entry::now(&host, "fault", "").detail(format!("start failed: {error}")));
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
     *control.container.borrow_mut() = Some(container.clone());
     control.started.set(true);
     control.stop.notified().await;
