@@ -82,26 +82,39 @@ fn run(args: Vec<String>) -> anyhow::Result<bool> {
     }
 }
 
-fn run_talk(seed: u64, options: &RenderOptions) -> anyhow::Result<bool> {
+/// Runs `scenario` in one simulated world and prints its timeline and verdict; returns whether
+/// it passed.
+fn run_scenario<S, F, Fut>(
+    title: &str,
+    runner: Runner,
+    seed: u64,
+    options: &RenderOptions,
+    scenario: F,
+    passed: impl Fn(&S) -> bool,
+) -> anyhow::Result<bool>
+where
+    S: std::fmt::Display + 'static,
+    F: Fn(lymph::testing::World) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<S, Box<dyn std::error::Error>>> + 'static,
+{
     let summary = std::rc::Rc::new(std::cell::RefCell::new(None));
     let result = summary.clone();
-    let runner = Runner::new("scenarios::talk", "scenarios", "scenarios");
+    let scenario = std::rc::Rc::new(scenario);
     let report = runner.run_seed(seed, &move |world| {
-        let result = result.clone();
+        let (result, scenario) = (result.clone(), scenario.clone());
         async move {
-            let summary = scenarios::talk::run(&world, 5).await?;
-            *result.borrow_mut() = Some(summary);
+            *result.borrow_mut() = Some(scenario(world).await?);
             Ok::<(), Box<dyn std::error::Error>>(())
         }
     });
-    println!("talk scenario, seed {seed}\n");
+    println!("{title}\n");
     print!("{}", report.timeline.render(options));
     println!();
     let summary = summary.borrow_mut().take();
     match (&report.outcome, summary) {
         (Ok(()), Some(summary)) => {
             println!("verdict: {summary}");
-            Ok(summary.passed())
+            Ok(passed(&summary))
         }
         (Err(error), _) => {
             println!("verdict: FAIL: {error}");
@@ -109,6 +122,19 @@ fn run_talk(seed: u64, options: &RenderOptions) -> anyhow::Result<bool> {
         }
         (Ok(()), None) => bail!("the scenario finished without a summary"),
     }
+}
+
+fn run_talk(seed: u64, options: &RenderOptions) -> anyhow::Result<bool> {
+    let runner = Runner::new("scenarios::talk", "scenarios", "scenarios");
+    let title = format!("talk scenario, seed {seed}");
+    run_scenario(
+        &title,
+        runner,
+        seed,
+        options,
+        |world| async move { scenarios::talk::run(&world, 5).await },
+        scenarios::talk::Summary::passed,
+    )
 }
 
 fn run_food(seed: u64, chaos: bool, options: &RenderOptions) -> anyhow::Result<bool> {
@@ -121,31 +147,17 @@ fn run_food(seed: u64, chaos: bool, options: &RenderOptions) -> anyhow::Result<b
     } else {
         Schedule::new()
     };
-    let summary = std::rc::Rc::new(std::cell::RefCell::new(None));
-    let result = summary.clone();
     let runner = Runner::new("scenarios::food", "scenarios", "scenarios").tick(std::time::Duration::from_millis(10));
-    let run_schedule = schedule.clone();
-    let report = runner.run_seed(seed, &move |world| {
-        let (result, schedule) = (result.clone(), run_schedule.clone());
-        async move {
-            let summary = scenarios::food::run(&world, 8, &schedule).await?;
-            *result.borrow_mut() = Some(summary);
-            Ok::<(), Box<dyn std::error::Error>>(())
-        }
-    });
-    println!("food scenario, seed {seed}, faults: {schedule:?}\n");
-    print!("{}", report.timeline.render(options));
-    println!();
-    let summary = summary.borrow_mut().take();
-    match (&report.outcome, summary) {
-        (Ok(()), Some(summary)) => {
-            println!("verdict: {summary}");
-            Ok(summary.verdict.is_ok())
-        }
-        (Err(error), _) => {
-            println!("verdict: FAIL: {error}");
-            Ok(false)
-        }
-        (Ok(()), None) => bail!("the scenario finished without a summary"),
-    }
+    let title = format!("food scenario, seed {seed}, faults: {schedule:?}");
+    run_scenario(
+        &title,
+        runner,
+        seed,
+        options,
+        move |world| {
+            let schedule = schedule.clone();
+            async move { Ok(scenarios::food::run(&world, 8, &schedule).await?) }
+        },
+        |summary: &scenarios::food::Summary| summary.verdict.is_ok(),
+    )
 }
