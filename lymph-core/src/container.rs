@@ -330,6 +330,14 @@ impl ContainerBuilder {
         self
     }
 
+    /// Installs a shared interface under `key` with its configuration, as
+    /// [`interface_as`](Self::interface_as) does; for interfaces chosen at run time, e.g. from a
+    /// configuration file's class names.
+    pub fn interface_arc(mut self, key: impl Into<String>, interface: Arc<dyn Interface>, config: Value) -> Self {
+        self.interfaces.push((Some(key.into()), interface, config));
+        self
+    }
+
     /// Seeds the container's random generator (message and trace ids, instance choice).
     /// Without a seed the generator is seeded from the operating system.
     pub fn seed(mut self, seed: u64) -> Self {

@@ -22,6 +22,8 @@ mod case;
 
 pub mod check;
 mod cluster;
+#[cfg(feature = "real-infra")]
+mod real;
 mod runner;
 mod wait;
 mod world;
@@ -33,6 +35,8 @@ pub mod timeline;
 
 pub use case::{MockFn, MockReply, MultiServiceTestCase, RpcCall, ServiceTestCase, ServiceTestCaseBuilder};
 pub use cluster::{Cluster, Embedded};
+#[cfg(feature = "real-infra")]
+pub use real::Real;
 pub use runner::{DETERMINISM_VAR, NUM_VAR, RunReport, Runner, SEED_VAR, TestOutcome};
 pub use timeline::{Direction, Entry, RenderOptions, Timeline};
 pub use wait::{eventually, for_a_while};

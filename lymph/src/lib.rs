@@ -20,6 +20,16 @@ pub use lymph_macros::{interface, test};
 #[cfg(feature = "testing")]
 pub use lymph_testing as testing;
 
+#[cfg(feature = "app")]
+pub mod app;
+
+/// lymph's real backends: ZeroMQ RPC, RabbitMQ events and the ZooKeeper registry.
+#[cfg(feature = "app")]
+pub use lymph_transports as transports;
+
+/// Loading the `.lymph.yml` files written for Python lymph 0.15, with typed views to build a container from.
+pub mod config;
+
 /// The names most services need: `use lymph::prelude::*;`.
 pub mod prelude {
     pub use lymph_core::{Container, Context, Error, Event, Result, Value};

@@ -14,3 +14,14 @@ pub mod echo;
 pub mod food;
 pub mod listener;
 pub mod talk;
+
+use lymph::app::Application;
+
+/// The talk's services as a lymph application: the classes `echo:Echo` and `listener:Listener`,
+/// the names the Python peer's configurations use, so `scenarios instance -c echo.yml` serves
+/// the same configuration as Python's `lymph instance -c echo.yml`.
+pub fn application() -> Application {
+    Application::new("scenarios")
+        .interface("echo:Echo", echo::Echo::default)
+        .interface("listener:Listener", listener::Listener::default)
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! scenarios list
 //! scenarios run talk [--seed N] [--heartbeats] [--by-trace]
+//! scenarios instance -c echo.yml [--ip IP] [--port PORT] [--isolated]
 //! ```
 
 use std::process::ExitCode;
@@ -13,8 +14,12 @@ use lymph::testing::{RenderOptions, Runner};
 const USAGE: &str = "usage:
   scenarios list
   scenarios run <scenario> [--seed N] [--faults none|chaos] [--heartbeats] [--by-trace]
+  scenarios instance -c <config> [--ip IP] [--port PORT] [--isolated] [--vars FILE] [--loglevel LEVEL]
 
-Runs a scenario in the deterministic simulator and prints its timeline (simulated time, host,
+`instance` runs the classes echo:Echo and listener:Listener as a lymph service, from a
+.lymph.yml written for Python lymph 0.15 (ZooKeeper, RabbitMQ, ZeroMQ); see `instance --help`.
+
+`run` runs a scenario in the deterministic simulator and prints its timeline (simulated time, host,
 message kind, subject, trace id) and a one-line verdict. The same seed prints the same output.
   --seed N       the simulation seed (default 0)
   --faults F     food only: `chaos` draws a fault schedule from the seed (default none)
@@ -27,6 +32,9 @@ const SCENARIOS: &[(&str, &str)] = &[
 ];
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("instance") {
+        return scenarios::application().main();
+    }
     match run(std::env::args().skip(1).collect()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

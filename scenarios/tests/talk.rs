@@ -1,4 +1,5 @@
-//! The talk's services, each scenario run on the embedded backends and in the simulator.
+//! The talk's services, each scenario run on the embedded backends, in the simulator and, with
+//! the `real-infra` feature, on ZeroMQ, RabbitMQ and ZooKeeper.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -106,6 +107,19 @@ macro_rules! both_worlds {
                 #[lymph::test(seeds = 4)]
                 async fn $scenario(world: super::World) -> super::Result {
                     super::$scenario(&world).await
+                }
+            )*
+        }
+        /// On ZeroMQ, RabbitMQ and ZooKeeper (`scripts/infra.sh up`), each in a namespace of its own.
+        #[cfg(feature = "real-infra")]
+        mod real {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() -> super::Result {
+                    let cluster = lymph::testing::Real::new()?;
+                    let outcome = super::$scenario(&cluster).await;
+                    cluster.shutdown().await;
+                    outcome
                 }
             )*
         }

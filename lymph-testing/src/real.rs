@@ -1,0 +1,157 @@
+//! Real infrastructure as a [`Cluster`]: ZeroMQ, RabbitMQ and ZooKeeper on this machine.
+//!
+//! A scenario written against [`Cluster`] runs here unchanged. Every [`Real`] cluster gets a
+//! namespace of its own, a ZooKeeper chroot and a RabbitMQ virtual host with random names, so
+//! tests run in parallel without seeing each other's services, queues or events, and a cluster
+//! leaves nothing behind. The servers are those `scripts/infra.sh up` starts: ZooKeeper on
+//! `127.0.0.1:2181` and RabbitMQ on `127.0.0.1:5672` (override with `LYMPH_TEST_ZOOKEEPER` and
+//! `LYMPH_TEST_AMQP`, the latter without a virtual host).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::process::Command;
+
+use futures::future::LocalBoxFuture;
+use lymph_core::{Container, ContainerBuilder, Error};
+use lymph_transports::{AmqpConfig, AmqpEvents, ZkConfig, ZkRegistry, ZmqRpc};
+
+use crate::Cluster;
+
+/// A cluster on real ZeroMQ, RabbitMQ and ZooKeeper, in a namespace of its own.
+pub struct Real {
+    namespace: String,
+    zookeeper: String,
+    amqp: String,
+    instances: RefCell<BTreeMap<String, Container>>,
+    clients: RefCell<Vec<Container>>,
+}
+
+impl fmt::Debug for Real {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Real")
+            .field("zookeeper", &self.zookeeper)
+            .field("amqp", &self.amqp)
+            .field("instances", &self.instances.borrow().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) -> Result<(), Error> {
+    let node = std::env::var("LYMPH_TEST_RABBITMQ_NODE").unwrap_or_else(|_| "rabbit@localhost".to_owned());
+    let output = Command::new("rabbitmqctl")
+        .args(["-q", "-n", &node])
+        .args(args)
+        .output()
+        .map_err(|e| Error::Config(format!("cannot run rabbitmqctl (is rabbitmq-server installed?): {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "rabbitmqctl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
+impl Real {
+    /// A fresh namespace on the local servers: a ZooKeeper chroot and a RabbitMQ virtual host.
+    ///
+    /// # Errors
+    ///
+    /// When the virtual host cannot be created (RabbitMQ not running, `rabbitmqctl` missing).
+    pub fn new() -> Result<Self, Error> {
+        let namespace = format!("lymph-test-{:016x}", rand::random::<u64>());
+        let zookeeper = std::env::var("LYMPH_TEST_ZOOKEEPER").unwrap_or_else(|_| "127.0.0.1:2181".to_owned());
+        let amqp = std::env::var("LYMPH_TEST_AMQP").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672".to_owned());
+        rabbitmqctl(&["add_vhost", &namespace])?;
+        rabbitmqctl(&["set_permissions", "-p", &namespace, "guest", ".*", ".*", ".*"])?;
+        Ok(Self {
+            zookeeper: format!("{zookeeper}/{namespace}"),
+            amqp: format!("{amqp}/{namespace}"),
+            namespace,
+            instances: RefCell::default(),
+            clients: RefCell::default(),
+        })
+    }
+
+    /// The ZooKeeper hosts string of this namespace, with its chroot.
+    pub fn zookeeper(&self) -> &str {
+        &self.zookeeper
+    }
+
+    /// The AMQP URL of this namespace's virtual host.
+    pub fn amqp(&self) -> &str {
+        &self.amqp
+    }
+
+    /// The container of instance `name`.
+    pub fn container(&self, name: &str) -> Option<Container> {
+        self.instances.borrow().get(name).cloned()
+    }
+
+    /// Puts the cluster's backends into `builder`: a ZeroMQ endpoint on loopback, a RabbitMQ
+    /// connection and a ZooKeeper session of its own.
+    ///
+    /// # Errors
+    ///
+    /// When RabbitMQ or ZooKeeper cannot be reached.
+    pub async fn connect(&self, builder: ContainerBuilder) -> Result<ContainerBuilder, Error> {
+        let events = AmqpEvents::connect(AmqpConfig::new(self.amqp.clone())).await?;
+        let registry = ZkRegistry::connect(ZkConfig::new(self.zookeeper.clone())).await?;
+        Ok(builder.rpc(ZmqRpc::default()).events(events).registry(registry))
+    }
+
+    /// Stops every container gracefully and removes the namespace.
+    pub async fn shutdown(self) {
+        let instances: Vec<Container> = self.instances.borrow_mut().values().cloned().collect();
+        let clients: Vec<Container> = self.clients.borrow_mut().drain(..).collect();
+        for container in instances.iter().chain(&clients) {
+            container.stop().await;
+        }
+        // Drop runs now and deletes the virtual host.
+    }
+}
+
+impl Drop for Real {
+    fn drop(&mut self) {
+        if let Err(error) = rabbitmqctl(&["delete_vhost", &self.namespace]) {
+            tracing::warn!(%error, "could not delete the test virtual host");
+        }
+    }
+}
+
+impl Cluster for Real {
+    fn start<'a>(
+        &'a self,
+        name: &'a str,
+        factory: Box<dyn Fn() -> ContainerBuilder>,
+    ) -> LocalBoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            if self.instances.borrow().contains_key(name) {
+                return Err(Error::Config(format!("an instance named {name:?} exists already")));
+            }
+            let container = self.connect(factory()).await?.start().await?;
+            self.instances.borrow_mut().insert(name.to_owned(), container);
+            Ok(())
+        })
+    }
+
+    fn stop<'a>(&'a self, name: &'a str) -> LocalBoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let container = self.instances.borrow_mut().remove(name);
+            let container = container.ok_or_else(|| Error::Config(format!("no instance named {name:?}")))?;
+            container.stop().await;
+            Ok(())
+        })
+    }
+
+    fn client(&self) -> LocalBoxFuture<'_, Result<Container, Error>> {
+        Box::pin(async move {
+            let container = self.connect(Container::builder()).await?.start().await?;
+            self.clients.borrow_mut().push(container.clone());
+            Ok(container)
+        })
+    }
+}

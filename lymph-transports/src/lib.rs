@@ -1,0 +1,27 @@
+//! lymph's real backends, wire-compatible with Python lymph 0.15.
+//!
+//! Each backend implements one of lymph-core's seams and sits behind its own feature, so a
+//! service pulls in only the client libraries it uses:
+//!
+//! | feature | backend | seam | speaks |
+//! |---|---|---|---|
+//! | `zmq` | `ZmqRpc` | [`RpcTransport`](lymph_core::RpcTransport) | ZeroMQ ROUTER to ROUTER, lymph's 6 frames |
+//! | `amqp` | `AmqpEvents` | [`EventSystem`](lymph_core::EventSystem) | RabbitMQ, lymph's exchanges, queues and msgpack events |
+//! | `zookeeper` | `ZkRegistry` | [`Registry`](lymph_core::Registry) | ZooKeeper, lymph's `/lymph/services` layout and JSON nodes |
+//!
+//! Python lymph 0.15 services and these backends share one cluster: the bytes on every wire are
+//! lymph's.
+
+#[cfg(feature = "amqp")]
+mod amqp;
+#[cfg(feature = "zmq")]
+mod zmq;
+#[cfg(feature = "zookeeper")]
+mod zookeeper;
+
+#[cfg(feature = "amqp")]
+pub use amqp::{AmqpConfig, AmqpEvents};
+#[cfg(feature = "zmq")]
+pub use zmq::{ZmqConfig, ZmqRpc};
+#[cfg(feature = "zookeeper")]
+pub use zookeeper::{ZkConfig, ZkRegistry};

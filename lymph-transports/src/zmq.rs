@@ -1,0 +1,374 @@
+//! RPC over ZeroMQ, as lymph 0.15's `ZmqRPCServer`.
+//!
+//! On the wire this is lymph's transport exactly: ROUTER sockets whose identity is the
+//! container's endpoint string, a bound socket that receives `[source, id, type, subject,
+//! headers, body]`, and outgoing connections that address each message to the peer's endpoint.
+//!
+//! Inside, the sending side differs from lymph in one way that no peer can see: instead of one
+//! ROUTER connected to every peer, each peer gets a ROUTER of its own (same identity, same ZMTP
+//! handshake, one TCP connection per peer and direction as in lymph). The `zeromq` crate neither
+//! reconnects a ROUTER after its peer restarts nor lets one connect proceed while another is
+//! waiting, so one socket per peer is what lets a dead or restarted peer be detected (the
+//! connection's end is watched), reconnected on the next send, and kept from delaying traffic
+//! to every other peer.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use lymph_core::rpc::{Frames, Inbox, Incoming, RpcTransport};
+use lymph_core::{Error, Result};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use zeromq::prelude::*;
+use zeromq::{RouterSendHalf, RouterSocket, SocketEvent, SocketOptions, ZmqError, ZmqMessage};
+
+/// The range lymph draws a random port from when none is configured.
+const PORT_RANGE: std::ops::Range<u16> = 35536..65535;
+/// How many random ports to try before giving up.
+const BIND_ATTEMPTS: usize = 20;
+/// How many arrived messages wait for the container before the receiving socket pauses.
+const INBOX_CAPACITY: usize = 4096;
+/// The tracing target of this transport.
+const TARGET: &str = "lymph::zmq";
+
+/// Where and how a [`ZmqRpc`] binds and connects.
+#[derive(Debug, Clone)]
+pub struct ZmqConfig {
+    ip: String,
+    port: Option<u16>,
+    connect_timeout: Duration,
+    retry_after: Duration,
+}
+
+impl Default for ZmqConfig {
+    fn default() -> Self {
+        Self {
+            ip: "127.0.0.1".to_owned(),
+            port: None,
+            connect_timeout: Duration::from_secs(1),
+            retry_after: Duration::from_millis(500),
+        }
+    }
+}
+
+impl ZmqConfig {
+    /// Binds on `127.0.0.1` at a random port in lymph's range (35536–65535).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The IP address to bind and to put in the endpoint; peers must be able to connect to it
+    /// (lymph's `container.ip`, `--ip`).
+    pub fn with_ip(mut self, ip: impl Into<String>) -> Self {
+        self.ip = ip.into();
+        self
+    }
+
+    /// A fixed port (lymph's `container.port`, `--port`); `None` draws a random free one.
+    pub fn with_port(mut self, port: Option<u16>) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// How long a connection to a peer may take before sending to it fails (default 1 s).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// After a failed connection, sends to that peer fail at once for this long before the next
+    /// attempt (default 500 ms), so a dead peer costs one timeout, not one per message.
+    pub fn with_retry_after(mut self, pause: Duration) -> Self {
+        self.retry_after = pause;
+        self
+    }
+}
+
+/// lymph's ZeroMQ RPC transport: one per container.
+///
+/// [`bind`](RpcTransport::bind) binds a ROUTER socket at `tcp://<ip>:<port>` with the endpoint as
+/// its identity; [`send`](RpcTransport::send) connects to the destination endpoint on first use
+/// and sends the frames, addressed to it, from a socket with the same identity, so the peer
+/// replies to this endpoint. A send returns an error when the peer cannot be connected or its
+/// connection is gone; it never drops a message without saying so, short of a peer that dies
+/// after accepting it.
+///
+/// Frames arriving with an identity that is not UTF-8 are logged and dropped; everything else
+/// goes to the container, which checks the frame count and content.
+pub struct ZmqRpc {
+    config: ZmqConfig,
+    state: Mutex<Option<Bound>>,
+}
+
+struct Bound {
+    endpoint: String,
+    receiver: JoinHandle<()>,
+    peers: HashMap<String, Arc<Peer>>,
+}
+
+impl fmt::Debug for ZmqRpc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZmqRpc").field("config", &self.config).field("endpoint", &self.endpoint()).finish()
+    }
+}
+
+impl ZmqRpc {
+    /// A transport that binds as `config` says.
+    pub fn new(config: ZmqConfig) -> Self {
+        Self { config, state: Mutex::new(None) }
+    }
+
+    /// The endpoint this transport is bound to, if it is bound.
+    pub fn endpoint(&self) -> Option<String> {
+        self.lock().as_ref().map(|bound| bound.endpoint.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Bound>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection state of the peer at `endpoint`, created on first use.
+    fn peer(&self, endpoint: &str) -> Result<(String, Arc<Peer>)> {
+        let mut state = self.lock();
+        let bound = state.as_mut().ok_or_else(|| Error::transport("cannot send before the transport is bound"))?;
+        let peer = bound.peers.entry(endpoint.to_owned()).or_insert_with(|| Arc::new(Peer::new(endpoint))).clone();
+        Ok((bound.endpoint.clone(), peer))
+    }
+}
+
+impl Default for ZmqRpc {
+    fn default() -> Self {
+        Self::new(ZmqConfig::default())
+    }
+}
+
+fn socket_options(identity: &str, connect_timeout: Duration) -> Result<SocketOptions> {
+    let identity = identity.parse().map_err(|e: ZmqError| Error::transport(format!("bad identity {identity}: {e}")))?;
+    let mut options = SocketOptions::default();
+    options.peer_identity(identity).connect_timeout(connect_timeout);
+    Ok(options)
+}
+
+async fn bind_router(config: &ZmqConfig) -> Result<(String, RouterSocket)> {
+    let ports: Vec<u16> = match config.port {
+        Some(port) => vec![port],
+        None => (0..BIND_ATTEMPTS).map(|_| rand::random_range(PORT_RANGE)).collect(),
+    };
+    let mut last_error = None;
+    for port in ports {
+        let endpoint = format!("tcp://{}:{port}", config.ip);
+        let mut socket = RouterSocket::with_options(socket_options(&endpoint, config.connect_timeout)?);
+        match socket.bind(&endpoint).await {
+            Ok(_) => return Ok((endpoint, socket)),
+            Err(error) => last_error = Some(format!("{endpoint}: {error}")),
+        }
+    }
+    let detail = last_error.unwrap_or_default();
+    Err(Error::transport(io::Error::new(io::ErrorKind::AddrInUse, format!("cannot bind the RPC endpoint ({detail})"))))
+}
+
+/// Receives from the bound socket until it is dropped, handing messages to the container.
+async fn receive(mut socket: RouterSocket, inbox: mpsc::Sender<Incoming>) {
+    loop {
+        let message = match socket.recv().await {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(target: TARGET, %error, "the RPC socket stopped receiving");
+                return;
+            }
+        };
+        let mut frames = message.into_vec();
+        if frames.is_empty() {
+            continue;
+        }
+        let identity = frames.remove(0);
+        let Ok(source) = String::from_utf8(identity.to_vec()) else {
+            tracing::warn!(target: TARGET, identity = ?identity, "bad message format: the sender's identity is not UTF-8");
+            continue;
+        };
+        if inbox.send(Incoming { source, frames }).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl RpcTransport for ZmqRpc {
+    fn bind(&self) -> BoxFuture<'_, Result<(String, Inbox)>> {
+        Box::pin(async move {
+            if let Some(endpoint) = self.endpoint() {
+                return Err(Error::Config(format!("this transport is bound to {endpoint} already")));
+            }
+            let (endpoint, socket) = bind_router(&self.config).await?;
+            let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+            let receiver = tokio::spawn(receive(socket, tx));
+            tracing::debug!(target: TARGET, endpoint, "bound");
+            let mut state = self.lock();
+            if let Some(bound) = state.as_ref() {
+                receiver.abort();
+                return Err(Error::Config(format!("this transport is bound to {} already", bound.endpoint)));
+            }
+            *state = Some(Bound { endpoint: endpoint.clone(), receiver, peers: HashMap::new() });
+            Ok((endpoint, rx))
+        })
+    }
+
+    fn send<'a>(&'a self, endpoint: &'a str, frames: Frames) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let (own, peer) = self.peer(endpoint)?;
+            peer.send(&own, &self.config, frames).await
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let bound = self.lock().take();
+            if let Some(bound) = bound {
+                bound.receiver.abort();
+                for peer in bound.peers.values() {
+                    peer.close().await;
+                }
+                tracing::debug!(target: TARGET, endpoint = bound.endpoint, "closed");
+            }
+        })
+    }
+}
+
+impl Drop for ZmqRpc {
+    fn drop(&mut self) {
+        if let Some(bound) = self.lock().take() {
+            bound.receiver.abort();
+            for peer in bound.peers.values() {
+                if let Ok(mut link) = peer.link.try_lock() {
+                    link.disconnect();
+                }
+            }
+        }
+    }
+}
+
+/// The outgoing connection to one peer endpoint.
+struct Peer {
+    endpoint: String,
+    identity: Bytes,
+    link: tokio::sync::Mutex<Link>,
+}
+
+#[derive(Default)]
+struct Link {
+    /// The sending half of the connected socket, if connected.
+    sender: Option<RouterSendHalf>,
+    /// Counts connections, so a watcher only clears the connection it watches.
+    generation: u64,
+    /// Watches the connection's end.
+    watcher: Option<JoinHandle<()>>,
+    /// When the last connection attempt failed, and why.
+    failed: Option<(Instant, String)>,
+}
+
+impl Link {
+    fn disconnect(&mut self) {
+        self.sender = None;
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
+        }
+    }
+}
+
+impl Peer {
+    fn new(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            identity: Bytes::copy_from_slice(endpoint.as_bytes()),
+            link: tokio::sync::Mutex::new(Link::default()),
+        }
+    }
+
+    async fn close(&self) {
+        self.link.lock().await.disconnect();
+    }
+
+    async fn send(self: &Arc<Self>, own: &str, config: &ZmqConfig, frames: Frames) -> Result<()> {
+        let mut message = ZmqMessage::from(self.identity.clone());
+        for frame in frames {
+            message.push_back(frame);
+        }
+        // A connection that broke since the last send is replaced once; a failure on a fresh
+        // connection is reported.
+        let (mut sender, generation) = self.connected(own, config).await?;
+        let Err(error) = sender.send(message.clone()).await else { return Ok(()) };
+        self.forget(generation).await;
+        tracing::debug!(target: TARGET, %error, peer = self.endpoint, "connection lost, reconnecting");
+        let (mut sender, generation) = self.connected(own, config).await?;
+        if let Err(error) = sender.send(message).await {
+            self.forget(generation).await;
+            return Err(Error::transport(format!("cannot send to {}: {error}", self.endpoint)));
+        }
+        Ok(())
+    }
+
+    /// Drops the connection `generation`, unless it was replaced already.
+    async fn forget(&self, generation: u64) {
+        let mut link = self.link.lock().await;
+        if link.generation == generation {
+            link.disconnect();
+        }
+    }
+
+    /// The connected socket's sending half, connecting first if needed.
+    async fn connected(self: &Arc<Self>, own: &str, config: &ZmqConfig) -> Result<(RouterSendHalf, u64)> {
+        let mut link = self.link.lock().await;
+        if let Some(sender) = &link.sender {
+            return Ok((sender.clone(), link.generation));
+        }
+        if let Some((at, reason)) = &link.failed
+            && at.elapsed() < config.retry_after
+        {
+            return Err(Error::transport(format!("cannot connect to {}: {reason}", self.endpoint)));
+        }
+        let mut socket = RouterSocket::with_options(socket_options(own, config.connect_timeout)?);
+        let mut monitor = socket.monitor();
+        if let Err(error) = socket.connect(&self.endpoint).await {
+            let reason = error.to_string();
+            link.failed = Some((Instant::now(), reason.clone()));
+            return Err(Error::transport(format!("cannot connect to {}: {reason}", self.endpoint)));
+        }
+        link.failed = None;
+        link.generation += 1;
+        let generation = link.generation;
+        let (sender, mut receiver) = socket.split();
+        let peer = Arc::downgrade(self);
+        // Nothing is ever sent back on this connection; reading it is how its end is noticed.
+        link.watcher = Some(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    event = monitor.next() => match event {
+                        Some(SocketEvent::Disconnected(_)) | None => break,
+                        Some(_) => {}
+                    },
+                    message = receiver.recv() => match message {
+                        Ok(message) => tracing::debug!(target: TARGET, frames = message.len(), "unexpected message on an outgoing connection"),
+                        Err(_) => break,
+                    },
+                }
+            }
+            if let Some(peer) = peer.upgrade() {
+                let mut link = peer.link.lock().await;
+                if link.generation == generation {
+                    tracing::debug!(target: TARGET, peer = peer.endpoint, "disconnected");
+                    link.sender = None;
+                    link.watcher = None;
+                }
+            }
+        }));
+        link.sender = Some(sender.clone());
+        Ok((sender, generation))
+    }
+}
