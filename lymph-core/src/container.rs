@@ -610,7 +610,13 @@ async fn serve(shared: Arc<Shared>, mut inbox: Inbox) {
             let heartbeat = message.subject == "lymph.ping";
             shared.peers.lock().expect("peers lock").received(&incoming.source, heartbeat, now);
             let guard = shared.track();
-            tokio::spawn(handle_request(shared.clone(), incoming.source, message, guard));
+            // Most handlers answer without waiting on anything: run the request here first, and
+            // give it a task of its own only when it has to wait. That saves a task switch per
+            // request and keeps the order of a replay the same.
+            let mut handling = Box::pin(handle_request(shared.clone(), incoming.source, message, guard));
+            if futures::poll!(handling.as_mut()).is_pending() {
+                tokio::spawn(handling);
+            }
         } else {
             let waiting = shared.pending.lock().expect("pending lock").remove(&message.subject);
             // Replies nobody waits for are answers to heartbeats (or late replies).

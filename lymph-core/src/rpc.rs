@@ -4,6 +4,7 @@ use std::fmt;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::{BoxStream, Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::Result;
@@ -20,8 +21,50 @@ pub struct Incoming {
     pub frames: Frames,
 }
 
-/// The stream of messages arriving at a bound endpoint.
-pub type Inbox = mpsc::Receiver<Incoming>;
+/// The messages arriving at a bound endpoint, in arrival order; it ends when the endpoint closes.
+///
+/// A backend fills it through a channel ([`Inbox::from`] a receiver) or hands the container a
+/// stream that reads its socket directly ([`Inbox::from_stream`]), which saves a task switch per
+/// message.
+pub struct Inbox {
+    source: Source,
+}
+
+enum Source {
+    Channel(mpsc::Receiver<Incoming>),
+    Stream(BoxStream<'static, Incoming>),
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.source {
+            Source::Channel(_) => "channel",
+            Source::Stream(_) => "stream",
+        };
+        f.debug_struct("Inbox").field("source", &kind).finish()
+    }
+}
+
+impl Inbox {
+    /// An inbox that reads `stream`; the stream is polled by the container's receiving task.
+    pub fn from_stream(stream: impl Stream<Item = Incoming> + Send + 'static) -> Self {
+        Self { source: Source::Stream(stream.boxed()) }
+    }
+
+    /// The next message, or `None` once the endpoint is closed.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        match &mut self.source {
+            Source::Channel(rx) => rx.recv().await,
+            Source::Stream(stream) => stream.next().await,
+        }
+    }
+}
+
+impl From<mpsc::Receiver<Incoming>> for Inbox {
+    fn from(rx: mpsc::Receiver<Incoming>) -> Self {
+        Self { source: Source::Channel(rx) }
+    }
+}
 
 /// Moves multipart messages between container endpoints.
 ///

@@ -22,8 +22,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use lymph_core::rpc::{Frames, Inbox, Incoming, RpcTransport};
-use lymph_core::{Error, Result};
-use tokio::sync::mpsc;
+use lymph_core::{Error, Latch, Result};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use zeromq::prelude::*;
@@ -33,8 +32,6 @@ use zeromq::{RouterSendHalf, RouterSocket, SocketEvent, SocketOptions, ZmqError,
 const PORT_RANGE: std::ops::Range<u16> = 35536..65535;
 /// How many random ports to try before giving up.
 const BIND_ATTEMPTS: usize = 20;
-/// How many arrived messages wait for the container before the receiving socket pauses.
-const INBOX_CAPACITY: usize = 4096;
 /// The tracing target of this transport.
 const TARGET: &str = "lymph::zmq";
 
@@ -109,7 +106,8 @@ pub struct ZmqRpc {
 
 struct Bound {
     endpoint: String,
-    receiver: JoinHandle<()>,
+    /// Ends the inbox stream, which owns the bound socket; dropping it unbinds.
+    closed: Latch,
     peers: HashMap<String, Arc<Peer>>,
 }
 
@@ -135,11 +133,15 @@ impl ZmqRpc {
     }
 
     /// The connection state of the peer at `endpoint`, created on first use.
-    fn peer(&self, endpoint: &str) -> Result<(String, Arc<Peer>)> {
+    fn peer(&self, endpoint: &str) -> Result<Arc<Peer>> {
         let mut state = self.lock();
         let bound = state.as_mut().ok_or_else(|| Error::transport("cannot send before the transport is bound"))?;
-        let peer = bound.peers.entry(endpoint.to_owned()).or_insert_with(|| Arc::new(Peer::new(endpoint))).clone();
-        Ok((bound.endpoint.clone(), peer))
+        if let Some(peer) = bound.peers.get(endpoint) {
+            return Ok(peer.clone());
+        }
+        let peer = Arc::new(Peer::new(&bound.endpoint, endpoint));
+        bound.peers.insert(endpoint.to_owned(), peer.clone());
+        Ok(peer)
     }
 }
 
@@ -174,29 +176,37 @@ async fn bind_router(config: &ZmqConfig) -> Result<(String, RouterSocket)> {
     Err(Error::transport(io::Error::new(io::ErrorKind::AddrInUse, format!("cannot bind the RPC endpoint ({detail})"))))
 }
 
-/// Receives from the bound socket until it is dropped, handing messages to the container.
-async fn receive(mut socket: RouterSocket, inbox: mpsc::Sender<Incoming>) {
-    loop {
-        let message = match socket.recv().await {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(target: TARGET, %error, "the RPC socket stopped receiving");
-                return;
+/// The messages arriving at the bound socket, read by the container's receiving task itself.
+///
+/// Frames whose sender identity is not UTF-8 are logged and skipped; the stream ends when the
+/// socket fails or the transport closes.
+fn receive(socket: RouterSocket, closed: Latch) -> impl futures::Stream<Item = Incoming> + Send {
+    futures::stream::unfold((socket, closed), |(mut socket, closed)| async move {
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = closed.wait() => return None,
+                message = socket.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(target: TARGET, %error, "the RPC socket stopped receiving");
+                    return None;
+                }
+            };
+            let mut frames = message.into_vec();
+            if frames.is_empty() {
+                continue;
             }
-        };
-        let mut frames = message.into_vec();
-        if frames.is_empty() {
-            continue;
+            let identity = frames.remove(0);
+            let Ok(source) = String::from_utf8(identity.to_vec()) else {
+                tracing::warn!(target: TARGET, identity = ?identity, "bad message format: the sender's identity is not UTF-8");
+                continue;
+            };
+            return Some((Incoming { source, frames }, (socket, closed)));
         }
-        let identity = frames.remove(0);
-        let Ok(source) = String::from_utf8(identity.to_vec()) else {
-            tracing::warn!(target: TARGET, identity = ?identity, "bad message format: the sender's identity is not UTF-8");
-            continue;
-        };
-        if inbox.send(Incoming { source, frames }).await.is_err() {
-            return;
-        }
-    }
+    })
 }
 
 impl RpcTransport for ZmqRpc {
@@ -206,31 +216,27 @@ impl RpcTransport for ZmqRpc {
                 return Err(Error::Config(format!("this transport is bound to {endpoint} already")));
             }
             let (endpoint, socket) = bind_router(&self.config).await?;
-            let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
-            let receiver = tokio::spawn(receive(socket, tx));
+            let closed = Latch::new();
+            let inbox = Inbox::from_stream(receive(socket, closed.clone()));
             tracing::debug!(target: TARGET, endpoint, "bound");
             let mut state = self.lock();
             if let Some(bound) = state.as_ref() {
-                receiver.abort();
                 return Err(Error::Config(format!("this transport is bound to {} already", bound.endpoint)));
             }
-            *state = Some(Bound { endpoint: endpoint.clone(), receiver, peers: HashMap::new() });
-            Ok((endpoint, rx))
+            *state = Some(Bound { endpoint: endpoint.clone(), closed, peers: HashMap::new() });
+            Ok((endpoint, inbox))
         })
     }
 
     fn send<'a>(&'a self, endpoint: &'a str, frames: Frames) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let (own, peer) = self.peer(endpoint)?;
-            peer.send(&own, &self.config, frames).await
-        })
+        Box::pin(async move { self.peer(endpoint)?.send(&self.config, frames).await })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let bound = self.lock().take();
             if let Some(bound) = bound {
-                bound.receiver.abort();
+                bound.closed.set();
                 for peer in bound.peers.values() {
                     peer.close().await;
                 }
@@ -243,7 +249,7 @@ impl RpcTransport for ZmqRpc {
 impl Drop for ZmqRpc {
     fn drop(&mut self) {
         if let Some(bound) = self.lock().take() {
-            bound.receiver.abort();
+            bound.closed.set();
             for peer in bound.peers.values() {
                 if let Ok(mut link) = peer.link.try_lock() {
                     link.disconnect();
@@ -255,6 +261,8 @@ impl Drop for ZmqRpc {
 
 /// The outgoing connection to one peer endpoint.
 struct Peer {
+    /// This transport's endpoint, the identity of the connection.
+    own: String,
     endpoint: String,
     identity: Bytes,
     link: tokio::sync::Mutex<Link>,
@@ -282,8 +290,9 @@ impl Link {
 }
 
 impl Peer {
-    fn new(endpoint: &str) -> Self {
+    fn new(own: &str, endpoint: &str) -> Self {
         Self {
+            own: own.to_owned(),
             endpoint: endpoint.to_owned(),
             identity: Bytes::copy_from_slice(endpoint.as_bytes()),
             link: tokio::sync::Mutex::new(Link::default()),
@@ -294,19 +303,15 @@ impl Peer {
         self.link.lock().await.disconnect();
     }
 
-    async fn send(self: &Arc<Self>, own: &str, config: &ZmqConfig, frames: Frames) -> Result<()> {
+    async fn send(self: &Arc<Self>, config: &ZmqConfig, frames: Frames) -> Result<()> {
         let mut message = ZmqMessage::from(self.identity.clone());
         for frame in frames {
             message.push_back(frame);
         }
-        // A connection that broke since the last send is replaced once; a failure on a fresh
-        // connection is reported.
-        let (mut sender, generation) = self.connected(own, config).await?;
-        let Err(error) = sender.send(message.clone()).await else { return Ok(()) };
-        self.forget(generation).await;
-        tracing::debug!(target: TARGET, %error, peer = self.endpoint, "connection lost, reconnecting");
-        let (mut sender, generation) = self.connected(own, config).await?;
+        let (mut sender, generation) = self.connected(config).await?;
         if let Err(error) = sender.send(message).await {
+            // The connection broke before its end was noticed: the caller learns that this message
+            // did not go, and the next send connects again.
             self.forget(generation).await;
             return Err(Error::transport(format!("cannot send to {}: {error}", self.endpoint)));
         }
@@ -322,7 +327,7 @@ impl Peer {
     }
 
     /// The connected socket's sending half, connecting first if needed.
-    async fn connected(self: &Arc<Self>, own: &str, config: &ZmqConfig) -> Result<(RouterSendHalf, u64)> {
+    async fn connected(self: &Arc<Self>, config: &ZmqConfig) -> Result<(RouterSendHalf, u64)> {
         let mut link = self.link.lock().await;
         if let Some(sender) = &link.sender {
             return Ok((sender.clone(), link.generation));
@@ -332,7 +337,7 @@ impl Peer {
         {
             return Err(Error::transport(format!("cannot connect to {}: {reason}", self.endpoint)));
         }
-        let mut socket = RouterSocket::with_options(socket_options(own, config.connect_timeout)?);
+        let mut socket = RouterSocket::with_options(socket_options(&self.own, config.connect_timeout)?);
         let mut monitor = socket.monitor();
         if let Err(error) = socket.connect(&self.endpoint).await {
             let reason = error.to_string();

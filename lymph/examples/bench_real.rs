@@ -6,9 +6,11 @@
 //! ```
 //!
 //! Prints, for one run: sequential RPC calls/s with p50/p99 latency and calls/s with 50 in
-//! flight, Rust client → Rust echo over ZeroMQ; the same for a raw `zeromq` ROUTER round trip (the
-//! baseline); events emitted/s and received/s through RabbitMQ on `127.0.0.1:5672`
-//! (`scripts/infra.sh up`; the event part is skipped when RabbitMQ is not reachable).
+//! flight, Rust client → Rust echo over ZeroMQ; the same for a raw `zeromq` ROUTER round trip in
+//! lymph's wire shape (the baseline); events emitted/s and received/s through RabbitMQ on
+//! `127.0.0.1:5672` (`scripts/infra.sh up`; the event part is skipped when RabbitMQ is not
+//! reachable). Client and server share one process and, by default, one multi-thread tokio
+//! runtime; `LYMPH_BENCH_RUNTIME=current_thread` runs everything on one thread instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +22,7 @@ use lymph::memory::{MemoryEvents, MemoryRegistry};
 use lymph::transports::{AmqpConfig, AmqpEvents, ZmqRpc};
 use lymph::{Container, Event, Result};
 use zeromq::prelude::*;
-use zeromq::{DealerSocket, RouterSocket, ZmqMessage};
+use zeromq::{RouterSocket, SocketOptions, ZmqMessage};
 
 const IN_FLIGHT: usize = 50;
 
@@ -126,38 +128,63 @@ async fn lymph_rpc(calls: usize) -> Result<Figures> {
     })
 }
 
-/// The same shape of traffic on the bare `zeromq` crate: five frames out, five back, echoed by a
-/// ROUTER, with no codec, dispatch or correlation.
+fn request() -> ZmqMessage {
+    let mut message = ZmqMessage::from(Bytes::from_static(b"0123456789abcdef0123456789abcdef"));
+    for frame in [&b"REQ"[..], b"echo.echo", b"\x82\xa7version\xc0\xa8trace_id\xc0", b"\x81\xa4text\xa5hello"] {
+        message.push_back(Bytes::from_static(frame));
+    }
+    message
+}
+
+fn addressed(to: &str, mut message: ZmqMessage) -> ZmqMessage {
+    message.push_front(Bytes::copy_from_slice(to.as_bytes()));
+    message
+}
+
+fn router(identity: &str) -> RouterSocket {
+    let mut options = SocketOptions::default();
+    options.peer_identity(identity.parse().expect("a valid identity"));
+    RouterSocket::with_options(options)
+}
+
+async fn bound_router() -> std::result::Result<(String, RouterSocket), Box<dyn std::error::Error>> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let mut socket = router(&endpoint);
+    socket.bind(&endpoint).await?;
+    Ok((endpoint, socket))
+}
+
+/// The baseline: lymph's wire shape on the bare `zeromq` crate. Each side binds a ROUTER and
+/// sends from a connected ROUTER, both with the endpoint as identity; the server echoes every
+/// request over its own connection, as lymph replies. Six frames each way, no codec, dispatch or
+/// correlation.
 async fn raw_zeromq(calls: usize) -> std::result::Result<Figures, Box<dyn std::error::Error>> {
-    let mut server = RouterSocket::new();
-    let endpoint = server.bind("tcp://127.0.0.1:0").await?.to_string();
+    let (server_endpoint, mut server_inbox) = bound_router().await?;
+    let (client_endpoint, mut client_inbox) = bound_router().await?;
+    let mut server_out = router(&server_endpoint);
+    server_out.connect(&client_endpoint).await?;
     tokio::spawn(async move {
-        while let Ok(message) = server.recv().await {
-            if server.send(message).await.is_err() {
+        // Frame 0 is the sender's identity, which is where the reply goes.
+        while let Ok(message) = server_inbox.recv().await {
+            if server_out.send(message).await.is_err() {
                 break;
             }
         }
     });
-    let mut dealer = DealerSocket::new();
-    dealer.connect(&endpoint).await?;
-    let request = || {
-        let mut message = ZmqMessage::from(Bytes::from_static(b"0123456789abcdef0123456789abcdef"));
-        for frame in [&b"REQ"[..], b"echo.echo", b"\x82\xa7version\xc0\xa8trace_id\xc0", b"\x81\xa4text\xa5hello"] {
-            message.push_back(Bytes::from_static(frame));
-        }
-        message
-    };
+    let mut client_out = router(&client_endpoint);
+    client_out.connect(&server_endpoint).await?;
     for _ in 0..1_000 {
-        dealer.send(request()).await?;
-        dealer.recv().await?;
+        client_out.send(addressed(&server_endpoint, request())).await?;
+        client_inbox.recv().await?;
     }
 
     let mut latencies = histogram();
     let started = Instant::now();
     for _ in 0..calls {
         let call = Instant::now();
-        dealer.send(request()).await?;
-        dealer.recv().await?;
+        client_out.send(addressed(&server_endpoint, request())).await?;
+        client_inbox.recv().await?;
         latencies.record(call.elapsed().as_nanos() as u64).ok();
     }
     let sequential = calls as f64 / started.elapsed().as_secs_f64();
@@ -165,12 +192,12 @@ async fn raw_zeromq(calls: usize) -> std::result::Result<Figures, Box<dyn std::e
     // A window of 50 requests in flight.
     let started = Instant::now();
     for _ in 0..IN_FLIGHT {
-        dealer.send(request()).await?;
+        client_out.send(addressed(&server_endpoint, request())).await?;
     }
     for sent in IN_FLIGHT..calls + IN_FLIGHT {
-        dealer.recv().await?;
+        client_inbox.recv().await?;
         if sent < calls {
-            dealer.send(request()).await?;
+            client_out.send(addressed(&server_endpoint, request())).await?;
         }
     }
     let concurrent = calls as f64 / started.elapsed().as_secs_f64();
@@ -231,15 +258,27 @@ async fn rabbitmq_events(count: usize) -> Result<(f64, f64)> {
     Ok((emit_rate, receive_rate))
 }
 
-#[tokio::main]
-async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let calls: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(50_000);
     let events: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(50_000);
-    println!("{calls} calls, {events} events, on {} cores", std::thread::available_parallelism()?);
+    let current_thread = std::env::var("LYMPH_BENCH_RUNTIME").is_ok_and(|r| r == "current_thread");
+    let runtime = if current_thread {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()?
+    };
+    println!(
+        "{calls} calls, {events} events, {} cores, tokio {} runtime",
+        std::thread::available_parallelism()?,
+        if current_thread { "current-thread" } else { "multi-thread" }
+    );
+    runtime.block_on(run(calls, events))
+}
 
+async fn run(calls: usize, events: usize) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let raw = raw_zeromq(calls).await?;
-    raw.print("raw zeromq ROUTER");
+    raw.print("raw zeromq ROUTER pairs");
     let lymph = lymph_rpc(calls).await?;
     lymph.print("lymph rpc over ZeroMQ");
     println!(

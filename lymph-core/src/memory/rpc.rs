@@ -71,7 +71,7 @@ impl RpcTransport for MemoryRpc {
             let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
             endpoints.bound.insert(endpoint.clone(), tx);
             *own = Some(endpoint.clone());
-            Ok((endpoint, rx))
+            Ok((endpoint, rx.into()))
         })
     }
 

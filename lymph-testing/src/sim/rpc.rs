@@ -384,7 +384,7 @@ impl RpcTransport for SimRpc {
             }
             state.bound = true;
             state.accept = Some(AbortOnDrop(accept));
-            Ok((self.inner.endpoint.clone(), inbox))
+            Ok((self.inner.endpoint.clone(), inbox.into()))
         })
     }
 
