@@ -80,8 +80,9 @@ start_rabbitmq() {
     local dir="$HOME_DIR/rabbitmq"
     mkdir -p "$dir/mnesia" "$dir/log"
     chown -R rabbitmq:rabbitmq "$dir" 2>/dev/null || true
-    # The node name is fixed so that rabbitmqctl finds it; the data dir is ours, so a restart
-    # starts from an empty broker, as lymph's non-durable queues expect.
+    # The node name is fixed so that `rabbitmqctl -n rabbit@localhost` finds it. The data dir is
+    # ours and survives a restart (users, vhosts, durable exchanges); lymph's queues are not
+    # durable, so a restart empties them, as on any RabbitMQ.
     # HOME is the rabbitmq user's, so the server and `rabbitmqctl` (which runs as that user)
     # share one Erlang cookie.
     setsid env HOME=/var/lib/rabbitmq RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$AMQP_PORT \
@@ -94,9 +95,14 @@ start_rabbitmq() {
     log "rabbitmq: up on 127.0.0.1:$AMQP_PORT (pid $(cat "$HOME_DIR/rabbitmq.pid"))"
 }
 
-stop_one() { # NAME
+stop_one() { # NAME [strict]
     local pidfile="$HOME_DIR/$1.pid"
-    [[ -f "$pidfile" ]] || { log "$1: not started by this script, left alone"; return; }
+    if [[ ! -f "$pidfile" ]]; then
+        log "$1: not started by this script, left alone"
+        # `stop` and `restart` promise a stopped server; they cannot keep it for one they did not start.
+        [[ "${2:-}" == strict ]] && return 1
+        return 0
+    fi
     local pid
     pid="$(cat "$pidfile")"
     if kill -0 "$pid" 2>/dev/null; then
@@ -125,8 +131,8 @@ install) install ;;
 up) install; start_zookeeper; start_rabbitmq ;;
 down) stop_one rabbitmq; stop_one zookeeper ;;
 start) start_one "${2:?start NAME}" ;;
-stop) stop_one "${2:?stop NAME}" ;;
-restart) stop_one "${2:?restart NAME}"; start_one "$2" ;;
+stop) stop_one "${2:?stop NAME}" strict ;;
+restart) stop_one "${2:?restart NAME}" strict; start_one "$2" ;;
 status)
     for p in $ZK_PORT $AMQP_PORT; do
         if listening $p; then echo "127.0.0.1:$p listening"; else echo "127.0.0.1:$p closed"; fi
