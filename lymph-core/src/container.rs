@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     peers: Mutex<Peers>,
     watches: Mutex<BTreeMap<String, InstanceWatch>>,
     registrations: Mutex<Vec<(String, String)>>,
+    /// Whether this container is a worker (runs tasks only).
+    pub(crate) worker: bool,
     shutdown: Latch,
     in_flight: InFlight,
 }
@@ -238,6 +240,7 @@ pub struct ContainerBuilder {
     timeout: Duration,
     connection: ConnectionConfig,
     register: bool,
+    worker: bool,
 }
 
 impl fmt::Debug for ContainerBuilder {
@@ -273,6 +276,7 @@ impl ContainerBuilder {
             timeout: DEFAULT_TIMEOUT,
             connection: ConnectionConfig::default(),
             register: true,
+            worker: false,
         }
     }
 
@@ -364,6 +368,14 @@ impl ContainerBuilder {
         self
     }
 
+    /// Makes the container a worker (lymph's `lymph worker`): it hosts only the interfaces that
+    /// have tasks, each under `<name>.worker`, consumes only their tasks, and registers as a
+    /// worker. A container that is not a worker consumes every event handler but tasks.
+    pub fn worker(mut self, worker: bool) -> Self {
+        self.worker = worker;
+        self
+    }
+
     /// Starts the container: binds its endpoint, starts serving, subscribes its event handlers
     /// and registers its interfaces. If a step fails, what had started is stopped again.
     ///
@@ -382,10 +394,16 @@ impl ContainerBuilder {
         interfaces.entry("lymph".to_owned()).or_default().push(Arc::new(builtin));
         for (key, interface, config) in self.interfaces {
             let spec = interface.spec();
-            let (name, version) = match key {
+            if self.worker && !spec.event_handlers.iter().any(|handler| handler.task) {
+                continue;
+            }
+            let (mut name, version) = match key {
                 Some(key) => parse_interface_key(&key)?,
                 None => (spec.name.to_owned(), spec.version.map(Version::parse).transpose()?),
             };
+            if self.worker {
+                name.push_str(".worker");
+            }
             let slot = interfaces.entry(name.clone()).or_default();
             if slot.iter().any(|i| i.version == version) {
                 return Err(Error::Config(format!("interface {name:?} is installed twice with the same version")));
@@ -410,6 +428,7 @@ impl ContainerBuilder {
             peers: Mutex::new(Peers::default()),
             watches: Mutex::new(BTreeMap::new()),
             registrations: Mutex::new(Vec::new()),
+            worker: self.worker,
             shutdown: Latch::new(),
             in_flight: InFlight::default(),
         });
@@ -553,9 +572,18 @@ impl Container {
         }
         for installed in shared.interfaces.values().flatten() {
             for handler in installed.interface.spec().event_handlers {
+                // Tasks are for workers, and workers run nothing else.
+                if handler.task != shared.worker {
+                    continue;
+                }
+                let patterns = if handler.task {
+                    vec![EventHandlerSpec::task_event_type(&installed.name, handler.name)]
+                } else {
+                    handler.patterns.iter().map(|p| (*p).to_owned()).collect()
+                };
                 let subscription = Subscription {
                     queue: format!("{}-{}", installed.name, handler.queue_name.unwrap_or(handler.name)),
-                    patterns: handler.patterns.iter().map(|p| (*p).to_owned()).collect(),
+                    patterns,
                     broadcast: handler.broadcast,
                     once: handler.once,
                 };
@@ -571,12 +599,13 @@ impl Container {
                     (Some(v), false) => InstanceVersion::Semver(v),
                     (None, _) => InstanceVersion::None,
                 };
-                let instance = ServiceInstance::new(
+                let mut instance = ServiceInstance::new(
                     instance_id(&shared.identity, &installed.name, id_version),
                     shared.identity.clone(),
                     version,
                     shared.endpoint.clone(),
                 );
+                instance.worker = shared.worker;
                 let id = instance.id.clone();
                 shared.registry.register(&installed.name, instance).await?;
                 shared.registrations.lock().expect("registrations lock").push((installed.name.clone(), id));

@@ -67,6 +67,17 @@ pub struct EventHandlerSpec {
     pub once: bool,
     /// How many times a failed event is retried (so the handler runs at most `retry + 1` times).
     pub retry: u32,
+    /// A task (lymph's `@task`, `#[task]`): its event type is `lymph.tasks.<interface>.<name>`
+    /// (no `patterns`), its body the keyword arguments, and only worker containers consume it.
+    pub task: bool,
+}
+
+impl EventHandlerSpec {
+    /// The event type a task of the interface named `interface` is applied as; a worker's
+    /// interface name ends in `.worker`, which is not part of it.
+    pub fn task_event_type(interface: &str, task: &str) -> String {
+        format!("lymph.tasks.{}.{task}", interface.strip_suffix(".worker").unwrap_or(interface))
+    }
 }
 
 /// Why a request could not be answered with a value.

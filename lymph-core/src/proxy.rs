@@ -102,6 +102,19 @@ impl Proxy {
         decode_reply(&subject, reply)
     }
 
+    /// Applies the task `task` of the service: emits `lymph.tasks.<service>.<task>` with `args`
+    /// (a map of keyword arguments) as its body, for a worker of the service to run (lymph's
+    /// `self.<task>.apply(**kwargs)`). Returns once the event system took the event.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] when `args` cannot be encoded, or an event system error.
+    pub async fn apply<A: Serialize + ?Sized>(&self, task: &str, args: &A) -> Result<()> {
+        let body = crate::value::to_value(args)?;
+        let event_type = crate::interface::EventHandlerSpec::task_event_type(&self.namespace, task);
+        self.shared.emit(&event_type, body, &self.trace_id, std::time::Duration::ZERO).await
+    }
+
     /// Calls `method` in a task of its own and returns at once; `.await` the result later
     /// (lymph's `.defer()`). Must be called within a tokio runtime.
     pub fn defer<R, A>(&self, method: &str, args: &A) -> Deferred<R>

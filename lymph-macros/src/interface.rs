@@ -52,7 +52,7 @@ struct Markers {
 }
 
 fn is_marker(attr: &Attribute) -> bool {
-    attr.path().is_ident("rpc") || attr.path().is_ident("event")
+    attr.path().is_ident("rpc") || attr.path().is_ident("event") || attr.path().is_ident("task")
 }
 
 fn take_markers(item_impl: &mut ItemImpl) -> Vec<Markers> {
@@ -85,9 +85,11 @@ struct Model {
     doc: String,
     rpcs: Vec<Rpc>,
     handlers: Vec<Handler>,
+    /// `#[task]` methods: parameters as an RPC's, run from an event.
+    tasks: Vec<Rpc>,
 }
 
-/// An `#[rpc]` method.
+/// An `#[rpc]` method, or a `#[task]` (which has `task` set).
 struct Rpc {
     ident: Ident,
     name: String,
@@ -100,6 +102,13 @@ struct Rpc {
     raises: Vec<String>,
     help: String,
     docs: Vec<Attribute>,
+    /// For a `#[task]`: its options.
+    task: Option<TaskOptions>,
+}
+
+/// The options of `#[task(...)]`.
+struct TaskOptions {
+    sequential: bool,
 }
 
 /// A typed parameter of an `#[rpc]` method.
@@ -187,18 +196,24 @@ impl Model {
 
         let mut rpcs = Vec::new();
         let mut handlers = Vec::new();
+        let mut tasks = Vec::new();
         for Markers { index, attrs } in markers {
             let ImplItem::Fn(function) = &item_impl.items[index] else {
-                errors.spanned(&attrs[0], "#[rpc] and #[event] go on the `async fn` methods of the impl block");
+                errors
+                    .spanned(&attrs[0], "#[rpc], #[event] and #[task] go on the `async fn` methods of the impl block");
                 continue;
             };
             if let Some(extra) = attrs.get(1) {
-                errors.spanned(extra, "a method can have only one #[rpc] or #[event] attribute");
+                errors.spanned(extra, "a method can have only one #[rpc], #[event] or #[task] attribute");
             }
             let marker = &attrs[0];
             if marker.path().is_ident("rpc") {
                 if let Some(rpc) = errors.ok(Rpc::new(marker, function)) {
                     rpcs.push(rpc);
+                }
+            } else if marker.path().is_ident("task") {
+                if let Some(task) = errors.ok(Rpc::new_task(marker, function)) {
+                    tasks.push(task);
                 }
             } else if let Some(handler) = errors.ok(Handler::new(marker, function)) {
                 handlers.push(handler);
@@ -218,6 +233,7 @@ impl Model {
             doc: attr::doc_string(&item_impl.attrs),
             rpcs,
             handlers,
+            tasks,
         })
     }
 
@@ -264,11 +280,29 @@ impl Model {
                     broadcast: #broadcast,
                     once: #once,
                     retry: #retry,
+                    task: false,
+                }
+            }
+        });
+        let task_specs = self.tasks.iter().map(|task| {
+            let name = &task.name;
+            let sequential = task.task.as_ref().is_some_and(|options| options.sequential);
+            quote! {
+                #p::EventHandlerSpec {
+                    name: #name,
+                    patterns: &[],
+                    queue_name: ::core::option::Option::None,
+                    sequential: #sequential,
+                    broadcast: false,
+                    once: false,
+                    retry: 0,
+                    task: true,
                 }
             }
         });
         let call_arms = self.rpcs.iter().map(|rpc| self.call_arm(rpc));
         let event_arms = self.handlers.iter().map(|handler| self.event_arm(handler));
+        let task_arms = self.tasks.iter().map(|task| self.task_arm(task));
 
         quote! {
             // A method returning `lymph::Result` needs no conversion of its error; others do.
@@ -280,7 +314,7 @@ impl Model {
                         version: #version,
                         doc: #doc,
                         methods: &[#(#methods),*],
-                        event_handlers: &[#(#handlers),*],
+                        event_handlers: &[#(#handlers,)* #(#task_specs),*],
                     };
                     &SPEC
                 }
@@ -308,6 +342,7 @@ impl Model {
                     ::std::boxed::Box::pin(async move {
                         match __lymph_handler {
                             #(#event_arms)*
+                            #(#task_arms)*
                             _ => ::core::result::Result::Err(#krate::Error::Config(::std::format!(
                                 "interface `{}` has no event handler `{}`",
                                 #name,
@@ -320,15 +355,13 @@ impl Model {
         }
     }
 
-    /// The `match` arm of `Interface::call` for one method: decode the keyword arguments, call,
-    /// encode the result.
-    fn call_arm(&self, rpc: &Rpc) -> TokenStream {
+    /// The items that decode a method's keyword arguments (`__LymphArgs` and one decoder per
+    /// argument, so that a mistyped argument is named in the error), and the call of the method.
+    fn decode_and_call(&self, rpc: &Rpc) -> (TokenStream, TokenStream) {
         let krate = &self.krate;
         let p = quote!(#krate::__private);
         let serde_crate = serde_crate(krate);
         let self_ty = self.self_ty.to_token_stream();
-        let Rpc { ident, name, .. } = rpc;
-
         let fields = rpc.params.iter().enumerate().map(|(i, param)| {
             let Param { ident, ty, .. } = param;
             let ty = attr::replace_self(ty.to_token_stream(), &self_ty);
@@ -340,7 +373,6 @@ impl Model {
                 #ident: #ty,
             }
         });
-        // One function per argument so that a mistyped argument is named in the error.
         let decoders = rpc.params.iter().enumerate().map(|(i, param)| {
             let ty = attr::replace_self(param.ty.to_token_stream(), &self_ty);
             let function = format_ident!("__lymph_arg_{}", i);
@@ -355,27 +387,41 @@ impl Model {
                 }
             }
         });
+        let items = quote! {
+            #[derive(#p::serde::Deserialize)]
+            #[serde(crate = #serde_crate, deny_unknown_fields, expecting = "a map of keyword arguments")]
+            struct __LymphArgs {
+                #(#fields)*
+            }
+            #(#decoders)*
+        };
+        let ident = &rpc.ident;
         let args = rpc.inputs.iter().map(|input| match input {
             Input::Ctx => quote!(__lymph_ctx),
             Input::Param(i) => {
                 let field = &rpc.params[*i].ident;
                 quote!(__lymph_args.#field)
             }
-            Input::Event { .. } => unreachable!("rpc methods take no event"),
+            Input::Event { .. } => unreachable!("rpc methods and tasks take no event"),
         });
         let call = quote_spanned!(rpc.return_span=> self.#ident(#(#args),*).await);
+        (items, call)
+    }
+
+    /// The `match` arm of `Interface::call` for one method: decode the keyword arguments, call,
+    /// encode the result.
+    fn call_arm(&self, rpc: &Rpc) -> TokenStream {
+        let krate = &self.krate;
+        let p = quote!(#krate::__private);
+        let name = &rpc.name;
+        let (items, call) = self.decode_and_call(rpc);
         let encode = quote_spanned! {rpc.output.span()=>
             #p::codec::to_msgpack(&__lymph_value)
                 .map_err(|e| #p::CallError::Failed(::core::convert::From::from(e)))
         };
         quote! {
             #name => {
-                #[derive(#p::serde::Deserialize)]
-                #[serde(crate = #serde_crate, deny_unknown_fields, expecting = "a map of keyword arguments")]
-                struct __LymphArgs {
-                    #(#fields)*
-                }
-                #(#decoders)*
+                #items
                 let __lymph_args: __LymphArgs = #p::codec::from_msgpack(__lymph_body)
                     .map_err(|e| #p::CallError::BadArguments(match e {
                         #p::codec::DecodeError::Serde(reason) => ::std::format!("{}: {}", #name, reason),
@@ -385,6 +431,24 @@ impl Model {
                     #p::CallError::Failed(::core::convert::Into::<#krate::Error>::into(e))
                 })?;
                 #encode
+            }
+        }
+    }
+
+    /// The `match` arm of `Interface::handle_event` for one task: the event's body holds the
+    /// keyword arguments.
+    fn task_arm(&self, task: &Rpc) -> TokenStream {
+        let krate = &self.krate;
+        let p = quote!(#krate::__private);
+        let name = &task.name;
+        let (items, call) = self.decode_and_call(task);
+        quote! {
+            #name => {
+                #items
+                let __lymph_body = #krate::Value::to_msgpack(&__lymph_event.body);
+                let __lymph_args: __LymphArgs = #p::codec::from_msgpack(&__lymph_body)
+                    .map_err(::core::convert::Into::<#krate::Error>::into)?;
+                ::core::result::Result::map_err(#call, ::core::convert::Into::<#krate::Error>::into)
             }
         }
     }
@@ -412,66 +476,13 @@ impl Model {
     fn generate_client(&self) -> TokenStream {
         let Self { krate, name, type_ident, .. } = self;
         let p = quote!(#krate::__private);
-        let self_ty = self.self_ty.to_token_stream();
         let client = format_ident!("{}Client", type_ident.unraw());
         let client_doc = format!(
             "A typed client of the `{name}` service, generated by `#[lymph::interface]` on `{type_ident}`.\n\n\
              Create it with `Container::client` or from a proxy with [`{client}::new`]; each method \
-             calls the service's RPC method of the same name."
+             calls the service's RPC method of the same name, and `apply_<task>` applies a task."
         );
-        let methods = self.rpcs.iter().map(|rpc| {
-            let Rpc { ident, name: method, .. } = rpc;
-            let output = attr::replace_self(rpc.output.to_token_stream(), &self_ty);
-            let idents: Vec<_> = rpc.params.iter().map(|param| &param.ident).collect();
-            let types: Vec<_> =
-                rpc.params.iter().map(|param| attr::replace_self(param.ty.to_token_stream(), &self_ty)).collect();
-            let docs: Vec<_> = attr::doc_attrs(&rpc.docs).collect();
-            let docs = if docs.is_empty() {
-                let doc = format!("Calls the `{method}` method of the `{name}` service.");
-                quote!(#[doc = #doc])
-            } else {
-                quote!(#(#docs)*)
-            };
-            let call = quote_spanned! {rpc.output.span()=>
-                self.proxy.call(#method, &__LymphArgs { #(#idents: &#idents),* }).await
-            };
-            let (lifetime, reference, anonymous) = if idents.is_empty() {
-                (quote!(), quote!(), quote!())
-            } else {
-                (quote!(<'__lymph>), quote!(&'__lymph), quote!(<'_>))
-            };
-            let fields = rpc.params.iter().zip(&types).map(|(param, ty)| {
-                let ident = &param.ident;
-                quote_spanned!(param.ty.span()=> #ident: #reference #ty,)
-            });
-            // Serialized by hand (not derived) so that a type error points at the parameter type.
-            let count = rpc.params.len();
-            let serialize_fields = rpc.params.iter().map(|param| {
-                let Param { ident, name, .. } = param;
-                quote_spanned! {param.ty.span()=>
-                    #p::serde::ser::SerializeStruct::serialize_field(&mut __lymph_state, #name, self.#ident)?;
-                }
-            });
-            quote! {
-                #docs
-                pub async fn #ident(&self, #(#idents: #types),*) -> #krate::Result<#output> {
-                    struct __LymphArgs #lifetime {
-                        #(#fields)*
-                    }
-                    impl #p::serde::Serialize for __LymphArgs #anonymous {
-                        fn serialize<S>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error>
-                        where
-                            S: #p::serde::Serializer,
-                        {
-                            let mut __lymph_state = #p::serde::Serializer::serialize_struct(serializer, #method, #count)?;
-                            #(#serialize_fields)*
-                            #p::serde::ser::SerializeStruct::end(__lymph_state)
-                        }
-                    }
-                    #call
-                }
-            }
-        });
+        let methods = self.rpcs.iter().chain(&self.tasks).map(|rpc| self.client_method(rpc));
         quote! {
             #[doc = #client_doc]
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
@@ -502,12 +513,89 @@ impl Model {
             }
         }
     }
+
+    /// The typed client's method for an RPC method (same name, calls it) or a task
+    /// (`apply_<name>`, applies it).
+    fn client_method(&self, rpc: &Rpc) -> TokenStream {
+        let Self { krate, name, .. } = self;
+        let p = quote!(#krate::__private);
+        let self_ty = self.self_ty.to_token_stream();
+        let Rpc { ident, name: method, .. } = rpc;
+        let output = attr::replace_self(rpc.output.to_token_stream(), &self_ty);
+        let idents: Vec<_> = rpc.params.iter().map(|param| &param.ident).collect();
+        let types: Vec<_> =
+            rpc.params.iter().map(|param| attr::replace_self(param.ty.to_token_stream(), &self_ty)).collect();
+        let docs: Vec<_> = attr::doc_attrs(&rpc.docs).collect();
+        let docs = match (&rpc.task, docs.is_empty()) {
+            (None, true) => {
+                let doc = format!("Calls the `{method}` method of the `{name}` service.");
+                quote!(#[doc = #doc])
+            }
+            (None, false) => quote!(#(#docs)*),
+            (Some(_), _) => {
+                let doc = format!(
+                    "Applies the `{method}` task of the `{name}` service: emits \
+                     `lymph.tasks.{name}.{method}` for one of its workers to run.",
+                );
+                quote!(#[doc = #doc] #[doc = ""] #(#docs)*)
+            }
+        };
+        let (ident, call) = match &rpc.task {
+            None => (
+                ident.clone(),
+                quote_spanned! {rpc.output.span()=>
+                    self.proxy.call(#method, &__LymphArgs { #(#idents: &#idents),* }).await
+                },
+            ),
+            Some(_) => (
+                format_ident!("apply_{}", ident.unraw()),
+                quote! {
+                    self.proxy.apply(#method, &__LymphArgs { #(#idents: &#idents),* }).await
+                },
+            ),
+        };
+        let (lifetime, reference, anonymous) = if idents.is_empty() {
+            (quote!(), quote!(), quote!())
+        } else {
+            (quote!(<'__lymph>), quote!(&'__lymph), quote!(<'_>))
+        };
+        let fields = rpc.params.iter().zip(&types).map(|(param, ty)| {
+            let ident = &param.ident;
+            quote_spanned!(param.ty.span()=> #ident: #reference #ty,)
+        });
+        // Serialized by hand (not derived) so that a type error points at the parameter type.
+        let count = rpc.params.len();
+        let serialize_fields = rpc.params.iter().map(|param| {
+            let Param { ident, name, .. } = param;
+            quote_spanned! {param.ty.span()=>
+                #p::serde::ser::SerializeStruct::serialize_field(&mut __lymph_state, #name, self.#ident)?;
+            }
+        });
+        quote! {
+            #docs
+            pub async fn #ident(&self, #(#idents: #types),*) -> #krate::Result<#output> {
+                struct __LymphArgs #lifetime {
+                    #(#fields)*
+                }
+                impl #p::serde::Serialize for __LymphArgs #anonymous {
+                    fn serialize<S>(&self, serializer: S) -> ::core::result::Result<S::Ok, S::Error>
+                    where
+                        S: #p::serde::Serializer,
+                    {
+                        let mut __lymph_state = #p::serde::Serializer::serialize_struct(serializer, #method, #count)?;
+                        #(#serialize_fields)*
+                        #p::serde::ser::SerializeStruct::end(__lymph_state)
+                    }
+                }
+                #call
+            }
+        }
+    }
 }
 
 impl Rpc {
     fn new(marker: &Attribute, function: &ImplItemFn) -> syn::Result<Self> {
         let mut errors = Errors::default();
-        let sig = &function.sig;
         let mut raises = Vec::new();
         for arg in errors.ok(marker_args(marker)).unwrap_or_default() {
             match arg {
@@ -518,10 +606,41 @@ impl Rpc {
             }
         }
         let raises = raises.into_iter().flatten().collect();
+        Self::build(function, raises, None, errors)
+    }
 
-        check_signature("an #[rpc] method", sig, &mut errors);
+    /// A `#[task]` or `#[task(sequential)]` method: parameters as an RPC method's, returns
+    /// `lymph::Result<()>`.
+    fn new_task(marker: &Attribute, function: &ImplItemFn) -> syn::Result<Self> {
+        let mut errors = Errors::default();
+        let mut sequential = false;
+        for arg in errors.ok(marker_args(marker)).unwrap_or_default() {
+            match arg {
+                Arg::Flag(name) if name == "sequential" => sequential = true,
+                Arg::Value { name, .. } | Arg::Flag(name) => {
+                    errors.spanned(&name, format!("unknown #[task] option `{name}`; expected `sequential`"))
+                }
+                Arg::Str(lit) => errors.spanned(&lit, "unexpected string; #[task] takes `sequential`"),
+            }
+        }
+        let task = Self::build(function, Vec::new(), Some(TaskOptions { sequential }), errors)?;
+        if !matches!(&task.output, Type::Tuple(unit) if unit.elems.is_empty()) {
+            return Err(syn::Error::new(task.return_span, "a #[task] must return `lymph::Result<()>`"));
+        }
+        Ok(task)
+    }
+
+    fn build(
+        function: &ImplItemFn,
+        raises: Vec<String>,
+        task: Option<TaskOptions>,
+        mut errors: Errors,
+    ) -> syn::Result<Self> {
+        let sig = &function.sig;
+        let what = if task.is_some() { "a #[task]" } else { "an #[rpc] method" };
+        check_signature(what, sig, &mut errors);
         let name = sig.ident.unraw().to_string();
-        if name == "new" || name == "proxy" {
+        if task.is_none() && (name == "new" || name == "proxy") {
             errors.spanned(
                 &sig.ident,
                 format!("an #[rpc] method cannot be named `{name}`: the generated client has a method of that name"),
@@ -546,8 +665,10 @@ impl Rpc {
                 }
                 pat => errors.spanned(
                     pat,
-                    "an #[rpc] parameter must be a plain name such as `text: String`: callers pass \
-                     arguments by name",
+                    format!(
+                        "{} must be a plain name such as `text: String`: callers pass arguments by name",
+                        if task.is_some() { "a #[task] parameter" } else { "an #[rpc] parameter" }
+                    ),
                 ),
             }
         }
@@ -556,14 +677,14 @@ impl Rpc {
             ReturnType::Type(_, ty) => match result_ok_type(ty) {
                 Some(output) => Some(output.clone()),
                 None => {
-                    errors.spanned(ty, "an #[rpc] method must return `lymph::Result<T>`");
+                    errors.spanned(ty, format!("{what} must return `lymph::Result<T>`"));
                     None
                 }
             },
             ReturnType::Default => {
                 errors.error(
                     sig.paren_token.span.close(),
-                    "an #[rpc] method must return `lymph::Result<T>` (`lymph::Result<()>` for no value)",
+                    format!("{what} must return `lymph::Result<T>` (`lymph::Result<()>` for no value)"),
                 );
                 None
             }
@@ -580,6 +701,7 @@ impl Rpc {
             raises,
             help: attr::doc_string(&function.attrs),
             docs: attr::doc_attrs(&function.attrs).cloned().collect(),
+            task,
         })
     }
 }

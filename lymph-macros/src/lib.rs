@@ -157,6 +157,20 @@ use proc_macro::TokenStream;
 /// - Flags may also be written `sequential = true`.
 /// - The event may be taken by value (`event: Event`, a clone) or by reference (`&Event`).
 ///
+/// # `#[task]` methods
+///
+/// ```ignore
+/// #[task]                 // or #[task(sequential)]
+/// async fn send_mail(&self, [ctx: &Context,] to: String, copies: u32) -> lymph::Result<()>
+/// ```
+///
+/// lymph's `@task`: a background job with keyword arguments, like an RPC method's, that returns
+/// nothing. The generated client's `apply_send_mail(to, copies)` (or
+/// `proxy.apply("send_mail", &args)`) emits the event `lymph.tasks.<interface>.send_mail` with the
+/// arguments as its body; only worker containers (`ContainerBuilder::worker(true)`, the `worker`
+/// command) consume it, from the queue `<interface>.worker-send_mail`. A task is not callable by
+/// RPC, and a task event whose body does not fit the arguments is rejected.
+///
 /// # Generated code
 ///
 /// ```ignore

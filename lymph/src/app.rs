@@ -3,10 +3,11 @@
 //! An application maps the class names of a `.lymph.yml` (`interfaces.<name>.class`) to Rust
 //! interfaces, builds a container with the backends the file names (ZooKeeper or the static
 //! registry; RabbitMQ, local or null events; ZeroMQ RPC) and gives a binary lymph's
-//! `instance` command:
+//! `instance` and `worker` commands:
 //!
 //! ```text
 //! myservice instance -c echo.yml [--ip IP] [--port PORT] [--isolated] [--vars FILE] [--loglevel LEVEL]
+//! myservice worker -c echo.yml [same options]      # runs the interfaces' #[task]s only
 //! ```
 //!
 //! ```no_run
@@ -93,6 +94,9 @@ struct Cli {
 enum Command {
     /// Runs one service instance: the interfaces of the configuration in one container.
     Instance(InstanceOptions),
+    /// Runs a worker: only the interfaces that have tasks, registered as `<name>.worker`,
+    /// consuming only their tasks.
+    Worker(InstanceOptions),
 }
 
 /// What can stop an application from running.
@@ -176,8 +180,23 @@ impl Application {
     ///
     /// As [`container`](Self::container), or when the container fails to start.
     pub async fn run_instance(&self, options: &InstanceOptions) -> Result<(), AppError> {
+        self.run(options, false).await
+    }
+
+    /// Runs one worker, as [`run_instance`](Self::run_instance) runs an instance: only the
+    /// interfaces that have tasks, registered as `<name>.worker`, consuming only their tasks
+    /// (lymph's `lymph worker`).
+    ///
+    /// # Errors
+    ///
+    /// As [`run_instance`](Self::run_instance).
+    pub async fn run_worker(&self, options: &InstanceOptions) -> Result<(), AppError> {
+        self.run(options, true).await
+    }
+
+    async fn run(&self, options: &InstanceOptions, worker: bool) -> Result<(), AppError> {
         let config = Config::from_cli(options.config.as_deref(), options.vars.as_deref())?;
-        let builder = self.container(&config, options).await?;
+        let builder = self.container(&config, options).await?.worker(worker);
         let container = builder.start().await.map_err(|source| AppError::Start {
             what: format!("starting the instance of {}", config.file()),
             source,
@@ -223,6 +242,7 @@ impl Application {
         let result = runtime.block_on(async {
             match &cli.command {
                 Command::Instance(options) => self.run_instance(options).await,
+                Command::Worker(options) => self.run_worker(options).await,
             }
         });
         match result {

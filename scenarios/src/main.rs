@@ -32,7 +32,7 @@ const SCENARIOS: &[(&str, &str)] = &[
 ];
 
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("instance") {
+    if matches!(std::env::args().nth(1).as_deref(), Some("instance" | "worker")) {
         return scenarios::application().main();
     }
     match run(std::env::args().skip(1).collect()) {
