@@ -60,6 +60,17 @@ impl Installed {
         let version_string = if builtin { Some(LYMPH_VERSION.to_owned()) } else { version.map(|v| v.to_string()) };
         Self { name, version, interface, config: Arc::new(config), builtin, version_string }
     }
+
+    /// The id this interface registers under in the container with `identity`, as lymph
+    /// computes it.
+    pub(crate) fn instance_id(&self, identity: &str) -> String {
+        let version = match (&self.version_string, self.builtin) {
+            (Some(v), true) => InstanceVersion::Str(v),
+            (Some(v), false) => InstanceVersion::Semver(v),
+            (None, _) => InstanceVersion::None,
+        };
+        instance_id(identity, &self.name, version)
+    }
 }
 
 impl fmt::Debug for Installed {
@@ -75,7 +86,7 @@ struct InFlight {
     idle: Notify,
 }
 
-struct InFlightGuard(Arc<Shared>);
+pub(crate) struct InFlightGuard(Arc<Shared>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
@@ -102,7 +113,7 @@ pub(crate) struct Shared {
     registrations: Mutex<Vec<(String, String)>>,
     /// Whether this container is a worker (runs tasks only).
     pub(crate) worker: bool,
-    shutdown: Latch,
+    pub(crate) shutdown: Latch,
     in_flight: InFlight,
 }
 
@@ -132,7 +143,7 @@ impl Shared {
         !self.shutdown.is_set()
     }
 
-    fn track(self: &Arc<Self>) -> InFlightGuard {
+    pub(crate) fn track(self: &Arc<Self>) -> InFlightGuard {
         self.in_flight.count.fetch_add(1, Ordering::AcqRel);
         InFlightGuard(self.clone())
     }
@@ -576,6 +587,10 @@ impl Container {
                 if handler.task != shared.worker {
                     continue;
                 }
+                if let Some(serial) = handler.serial {
+                    crate::serial::start(shared, installed, handler, serial, register).await?;
+                    continue;
+                }
                 let patterns = if handler.task {
                     vec![EventHandlerSpec::task_event_type(&installed.name, handler.name)]
                 } else {
@@ -593,16 +608,10 @@ impl Container {
         }
         if register {
             for installed in shared.interfaces.values().flatten() {
-                let version = installed.version_string.clone();
-                let id_version = match (&version, installed.builtin) {
-                    (Some(v), true) => InstanceVersion::Str(v),
-                    (Some(v), false) => InstanceVersion::Semver(v),
-                    (None, _) => InstanceVersion::None,
-                };
                 let mut instance = ServiceInstance::new(
-                    instance_id(&shared.identity, &installed.name, id_version),
+                    installed.instance_id(&shared.identity),
                     shared.identity.clone(),
-                    version,
+                    installed.version_string.clone(),
                     shared.endpoint.clone(),
                 );
                 instance.worker = shared.worker;
@@ -790,7 +799,7 @@ async fn consume(
     }
 }
 
-async fn handle_delivery(
+pub(crate) async fn handle_delivery(
     shared: Arc<Shared>,
     installed: Arc<Installed>,
     handler: &'static EventHandlerSpec,

@@ -57,15 +57,19 @@ impl Event {
         crate::value::from_value(self.body.clone()).map_err(crate::Error::from)
     }
 
-    /// Encodes the event as lymph's msgpack event map.
-    pub fn to_msgpack(&self) -> Vec<u8> {
-        let map = Value::Map(vec![
+    /// The event as lymph's event map, `{"type", "headers", "body", "source"}`.
+    pub fn to_value(&self) -> Value {
+        Value::Map(vec![
             (Value::from("type"), Value::from(self.event_type.as_str())),
             (Value::from("headers"), self.headers.to_value()),
             (Value::from("body"), self.body.clone()),
             (Value::from("source"), Value::from(self.source.as_str())),
-        ]);
-        map.to_msgpack()
+        ])
+    }
+
+    /// Encodes the event as lymph's msgpack event map.
+    pub fn to_msgpack(&self) -> Vec<u8> {
+        self.to_value().to_msgpack()
     }
 
     /// Decodes lymph's msgpack event map.
@@ -74,8 +78,17 @@ impl Event {
     ///
     /// When the bytes are not msgpack or not an event map.
     pub fn from_msgpack(bytes: &[u8]) -> std::result::Result<Self, crate::message::FrameError> {
+        let value = Value::from_msgpack(bytes).map_err(crate::message::FrameError::Msgpack)?;
+        Self::from_value(value)
+    }
+
+    /// Reads lymph's event map.
+    ///
+    /// # Errors
+    ///
+    /// When `value` is not an event map.
+    pub fn from_value(value: Value) -> std::result::Result<Self, crate::message::FrameError> {
         use crate::message::FrameError;
-        let value = Value::from_msgpack(bytes).map_err(FrameError::Msgpack)?;
         let Value::Map(entries) = value else {
             return Err(FrameError::Shape("an event must be a map"));
         };

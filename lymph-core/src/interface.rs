@@ -70,6 +70,27 @@ pub struct EventHandlerSpec {
     /// A task (lymph's `@task`, `#[task]`): its event type is `lymph.tasks.<interface>.<name>`
     /// (no `patterns`), its body the keyword arguments, and only worker containers consume it.
     pub task: bool,
+    /// A serial handler (lymph's `serial_event`, `#[serial_event]`): events with the same key are
+    /// handled one at a time, in the order they were emitted.
+    pub serial: Option<SerialSpec>,
+}
+
+/// How a serial event handler orders its events: lymph's `serial_event`.
+///
+/// Matching events first land in the queue `<interface>-<handler>.push`, whose consumer
+/// re-emits each, wrapped as `{"event": <event map>}`, with the event type `<handler>.<i>`:
+/// `i` is the partition of the event's key, `md5(key) mod partitions` as lymph computes it. Each
+/// partition has the queue `<interface>-<handler>.<i>`, consumed one event at a time by one
+/// instance of the service; the instances share the partitions out by their rank among the
+/// instance ids in the registry, and share them again when instances come or go. Unlike lymph,
+/// only the first-ranked instance consumes the push queue, one event at a time, so events with
+/// one key also keep their order on the way to their partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SerialSpec {
+    /// The body field whose value is the key: events with equal keys keep their order.
+    pub key: &'static str,
+    /// The number of partitions (lymph's `partition_count`, 12 by default).
+    pub partitions: u32,
 }
 
 impl EventHandlerSpec {

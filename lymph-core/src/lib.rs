@@ -23,6 +23,7 @@ mod context;
 mod error;
 mod latch;
 mod proxy;
+mod serial;
 
 pub mod codec;
 pub mod event;

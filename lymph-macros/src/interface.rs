@@ -52,7 +52,7 @@ struct Markers {
 }
 
 fn is_marker(attr: &Attribute) -> bool {
-    attr.path().is_ident("rpc") || attr.path().is_ident("event") || attr.path().is_ident("task")
+    ["rpc", "event", "task", "serial_event"].iter().any(|name| attr.path().is_ident(name))
 }
 
 fn take_markers(item_impl: &mut ItemImpl) -> Vec<Markers> {
@@ -137,6 +137,8 @@ struct Handler {
     broadcast: bool,
     once: bool,
     retry: u32,
+    /// For a `#[serial_event]`: the key field and the partition count.
+    serial: Option<(String, u32)>,
 }
 
 impl Model {
@@ -267,6 +269,12 @@ impl Model {
         });
         let handlers = self.handlers.iter().map(|handler| {
             let Handler { name, patterns, sequential, broadcast, once, retry, .. } = handler;
+            let serial = match &handler.serial {
+                Some((key, partitions)) => {
+                    quote!(::core::option::Option::Some(#p::SerialSpec { key: #key, partitions: #partitions }))
+                }
+                None => quote!(::core::option::Option::None),
+            };
             let queue_name = match &handler.queue_name {
                 Some(queue_name) => quote!(::core::option::Option::Some(#queue_name)),
                 None => quote!(::core::option::Option::None),
@@ -281,6 +289,7 @@ impl Model {
                     once: #once,
                     retry: #retry,
                     task: false,
+                    serial: #serial,
                 }
             }
         });
@@ -297,6 +306,7 @@ impl Model {
                     once: false,
                     retry: 0,
                     task: true,
+                    serial: ::core::option::Option::None,
                 }
             }
         });
@@ -713,6 +723,9 @@ impl Handler {
         let mut patterns = Vec::new();
         let (mut queue_name, mut retry) = (None, None);
         let (mut sequential, mut broadcast, mut once) = (None, None, None);
+        let serial = marker.path().is_ident("serial_event");
+        let attribute = if serial { "#[serial_event]" } else { "#[event]" };
+        let (mut key, mut partition_count) = (None, None);
         let args = errors.ok(marker_args(marker));
         let parsed = args.is_some();
         for arg in args.unwrap_or_default() {
@@ -740,7 +753,23 @@ impl Handler {
                 }
                 value.as_ref()
             };
-            if name == "sequential" {
+            if serial && name == "key" {
+                let value = needs_value(&mut errors)
+                    .and_then(|value| errors.ok(attr::expect_str(&name, value)))
+                    .map(|lit| lit.value());
+                attr::set_once(&mut errors, &mut key, &name, value);
+            } else if serial && name == "partition_count" {
+                let value = needs_value(&mut errors).and_then(|value| errors.ok(attr::expect_int::<u32>(&name, value)));
+                if value == Some(0) {
+                    errors.spanned(&name, "`partition_count` must be at least 1");
+                }
+                attr::set_once(&mut errors, &mut partition_count, &name, value);
+            } else if serial && ["sequential", "broadcast", "once"].contains(&name.to_string().as_str()) {
+                errors.spanned(
+                    &name,
+                    format!("a #[serial_event] handler cannot be `{name}`: each partition is consumed in order by one instance"),
+                );
+            } else if name == "sequential" {
                 let value = flag(&mut errors).map(|on| (on, name.clone()));
                 attr::set_once(&mut errors, &mut sequential, &name, value);
             } else if name == "broadcast" {
@@ -757,6 +786,14 @@ impl Handler {
                     .and_then(|value| errors.ok(attr::expect_str(&name, value)))
                     .map(|lit| lit.value());
                 attr::set_once(&mut errors, &mut queue_name, &name, value);
+            } else if serial {
+                errors.spanned(
+                    &name,
+                    format!(
+                        "unknown #[serial_event] option `{name}`; expected event type patterns, \
+                         `key = \"body field\"`, `partition_count = N`, `retry = N` or `queue_name = \"...\"`"
+                    ),
+                );
             } else {
                 errors.spanned(
                     &name,
@@ -768,7 +805,13 @@ impl Handler {
             }
         }
         if patterns.is_empty() && parsed {
-            errors.spanned(marker, "#[event] needs at least one event type pattern, e.g. #[event(\"order.created\")]");
+            errors.spanned(
+                marker,
+                format!("{attribute} needs at least one event type pattern, e.g. {attribute}(\"order.created\")"),
+            );
+        }
+        if serial && key.is_none() && parsed {
+            errors.spanned(marker, "#[serial_event] needs the body field that orders events: `key = \"order_id\"`");
         }
         if let (Some((true, _)), Some((true, once))) = (&broadcast, &once) {
             errors.spanned(once, "`once` and `broadcast` cannot be combined (as in lymph)");
@@ -814,6 +857,8 @@ impl Handler {
             broadcast: broadcast.is_some_and(|(on, _)| on),
             once: once.is_some_and(|(on, _)| on),
             retry: retry.unwrap_or(0),
+            // lymph's default partition count.
+            serial: key.map(|key| (key, partition_count.unwrap_or(12))),
         })
     }
 }

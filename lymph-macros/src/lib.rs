@@ -157,6 +157,19 @@ use proc_macro::TokenStream;
 /// - Flags may also be written `sequential = true`.
 /// - The event may be taken by value (`event: Event`, a clone) or by reference (`&Event`).
 ///
+/// # `#[serial_event]` handlers
+///
+/// ```ignore
+/// #[serial_event("account.entry", key = "account", partition_count = 12, retry = 2, queue_name = "q")]
+/// async fn name(&self, [ctx: &Context,] event: Event) -> lymph::Result<()>
+/// ```
+///
+/// lymph's `serial_event`: events whose body field `key` is equal are handled one at a time, in
+/// the order they were emitted, by one instance of the service at a time. Events go through the
+/// queue `<interface>-<handler>.push` into `partition_count` partitions (default 12, event types
+/// `<handler>.<i>`, queues `<interface>-<handler>.<i>`), which the live instances share out by
+/// their rank in the registry. See `lymph::interface::SerialSpec`.
+///
 /// # `#[task]` methods
 ///
 /// ```ignore

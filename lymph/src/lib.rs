@@ -43,7 +43,9 @@ pub mod prelude {
 pub mod __private {
     pub use futures::future::BoxFuture;
     pub use lymph_core::codec;
-    pub use lymph_core::interface::{CallError, Client, EventHandlerSpec, Interface, InterfaceSpec, MethodSpec};
+    pub use lymph_core::interface::{
+        CallError, Client, EventHandlerSpec, Interface, InterfaceSpec, MethodSpec, SerialSpec,
+    };
     pub use serde;
     pub use tracing;
 
