@@ -277,15 +277,26 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn run(calls: usize, events: usize) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let raw = raw_zeromq(calls).await?;
-    raw.print("raw zeromq ROUTER pairs");
-    let lymph = lymph_rpc(calls).await?;
-    lymph.print("lymph rpc over ZeroMQ");
-    println!(
-        "lymph / raw: sequential {:.2}x, {IN_FLIGHT} in flight {:.2}x",
-        lymph.sequential / raw.sequential,
-        lymph.concurrent / raw.concurrent
-    );
+    // LYMPH_BENCH_PARTS=raw,lymph,events (the default) picks what runs, e.g. for `perf stat`.
+    let parts = std::env::var("LYMPH_BENCH_PARTS").unwrap_or_else(|_| "raw,lymph,events".to_owned());
+    let raw = if parts.contains("raw") { Some(raw_zeromq(calls).await?) } else { None };
+    if let Some(raw) = &raw {
+        raw.print("raw zeromq ROUTER pairs");
+    }
+    let lymph = if parts.contains("lymph") { Some(lymph_rpc(calls).await?) } else { None };
+    if let Some(lymph) = &lymph {
+        lymph.print("lymph rpc over ZeroMQ");
+    }
+    if let (Some(raw), Some(lymph)) = (&raw, &lymph) {
+        println!(
+            "lymph / raw: sequential {:.2}x, {IN_FLIGHT} in flight {:.2}x",
+            lymph.sequential / raw.sequential,
+            lymph.concurrent / raw.concurrent
+        );
+    }
+    if !parts.contains("events") {
+        return Ok(());
+    }
     match rabbitmq_events(events).await {
         Ok((emitted, received)) => {
             println!("lymph events over RabbitMQ  emitted {emitted:>7.0} events/s  received {received:>7.0} events/s")
