@@ -419,8 +419,63 @@ pub(crate) mod write {
     }
 }
 
+/// `value` as JSON, byte for byte as Python's `json.dumps` writes it with its default settings:
+/// `", "` and `": "` separators, every character outside printable ASCII escaped as `\uXXXX`.
+/// lymph writes its ZooKeeper nodes and its command line's `--json` output this way.
+///
+/// # Errors
+///
+/// When `value` cannot be written as JSON.
+pub fn json_dumps<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
+    Ok(pythonize_json(&serde_json::to_string(value)?))
+}
+
+/// Turns serde_json's compact output into Python's default `json.dumps` formatting.
+fn pythonize_json(compact: &str) -> String {
+    let mut out = String::with_capacity(compact.len() + compact.len() / 8);
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in compact.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+                out.push(c);
+            } else if c == '\\' {
+                escaped = true;
+                out.push(c);
+            } else if c == '"' {
+                in_string = false;
+                out.push(c);
+            } else if (' '..='~').contains(&c) {
+                out.push(c);
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        } else {
+            out.push(c);
+            match c {
+                '"' => in_string = true,
+                ',' | ':' => out.push(' '),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn escapes_like_ensure_ascii() {
+        // json.dumps({"a": "h\u00f4st \U0001f600 \x7f \" \\ \n, :"}) in Python:
+        let value = serde_json::json!({"a": "h\u{f4}st \u{1f600} \u{7f} \" \\ \n, :"});
+        assert_eq!(super::json_dumps(&value).unwrap(), r#"{"a": "h\u00f4st \ud83d\ude00 \u007f \" \\ \n, :"}"#);
+        assert_eq!(super::pythonize_json(r#"[1,{"b":[true,null]}]"#), r#"[1, {"b": [true, null]}]"#);
+    }
+
     use super::*;
 
     #[test]

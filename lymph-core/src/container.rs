@@ -492,6 +492,37 @@ impl Container {
         ContainerBuilder::new()
     }
 
+    /// Subscribes to events directly, outside any interface (lymph's `lymph subscribe`): the
+    /// deliveries are the caller's to settle.
+    ///
+    /// # Errors
+    ///
+    /// When the event system cannot be reached.
+    pub async fn subscribe(&self, subscription: Subscription) -> Result<crate::event::Deliveries> {
+        self.shared.events.subscribe(subscription).await
+    }
+
+    /// The names of the services the registry knows (lymph's `container.discover()`), sorted.
+    ///
+    /// # Errors
+    ///
+    /// When the registry cannot be reached.
+    pub async fn discover(&self) -> Result<Vec<String>> {
+        let mut names = self.shared.registry.discover().await?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// The registered instances of `service` now (lymph's `container.lookup(name)`), ordered
+    /// by instance id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LookupFailure`] when the registry does not know the service, or a registry error.
+    pub async fn lookup(&self, service: &str) -> Result<Vec<ServiceInstance>> {
+        Ok(self.shared.instances(service).await?.borrow().clone())
+    }
+
     /// The container's RPC endpoint.
     pub fn endpoint(&self) -> &str {
         &self.shared.endpoint

@@ -190,6 +190,19 @@ impl Proxy {
     }
 }
 
+impl Message {
+    /// Turns this reply to a request for `subject` into the call's result, as
+    /// [`Proxy::call`] does: a REP's (or ACK's) body decoded as `R`, an ERROR as
+    /// [`Error::RemoteError`], a NACK as [`Error::Nack`].
+    ///
+    /// # Errors
+    ///
+    /// As described, and [`Error::Decode`] when the body does not decode as `R`.
+    pub fn into_reply<R: DeserializeOwned>(self, subject: &str) -> Result<R> {
+        decode_reply(subject, self)
+    }
+}
+
 /// Turns a reply into the call's result.
 fn decode_reply<R: DeserializeOwned>(subject: &str, reply: Message) -> Result<R> {
     match reply.kind {

@@ -721,44 +721,9 @@ impl Registry for ZkRegistry {
 /// The instance as JSON, byte for byte as Python's `json.dumps` (default settings) writes it:
 /// `", "` and `": "` separators and every character outside printable ASCII escaped as `\uXXXX`.
 fn python_json(instance: &ServiceInstance) -> Result<Vec<u8>> {
-    let compact = serde_json::to_string(instance).map_err(|error| Error::Config(format!("bad instance: {error}")))?;
-    Ok(pythonize_json(&compact).into_bytes())
-}
-
-/// Turns serde_json's compact output into Python's default `json.dumps` formatting.
-fn pythonize_json(compact: &str) -> String {
-    let mut out = String::with_capacity(compact.len() + compact.len() / 8);
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in compact.chars() {
-        if in_string {
-            if escaped {
-                escaped = false;
-                out.push(c);
-            } else if c == '\\' {
-                escaped = true;
-                out.push(c);
-            } else if c == '"' {
-                in_string = false;
-                out.push(c);
-            } else if (' '..='~').contains(&c) {
-                out.push(c);
-            } else {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        } else {
-            out.push(c);
-            match c {
-                '"' => in_string = true,
-                ',' | ':' => out.push(' '),
-                _ => {}
-            }
-        }
-    }
-    out
+    let json =
+        lymph_core::codec::json_dumps(instance).map_err(|error| Error::Config(format!("bad instance: {error}")))?;
+    Ok(json.into_bytes())
 }
 
 #[cfg(test)]
@@ -782,15 +747,6 @@ mod tests {
         let expected = r#"{"id": "8aaa4bc8b4228e28dcb6f58686228be1", "identity": "6332f7e13b20cdfe61daa462925c8f25", "version": null, "endpoint": "tcp://127.0.0.1:64649", "log_endpoint": "tcp://127.0.0.1:34151", "monitoring_endpoint": "tcp://127.0.0.1:40653", "backdoor_endpoint": null, "fqdn": "localhost", "hostname": "vm", "ip": "127.0.0.1", "type": false}"#;
         assert_eq!(String::from_utf8(python_json(&instance).unwrap()).unwrap(), expected);
         assert_eq!(expected.len(), 333);
-    }
-
-    #[test]
-    fn escapes_like_ensure_ascii() {
-        // json.dumps({"a": "h\u00f4st \U0001f600 \x7f \" \\ \n, :"}) in Python:
-        let compact =
-            serde_json::to_string(&serde_json::json!({"a": "h\u{f4}st \u{1f600} \u{7f} \" \\ \n, :"})).unwrap();
-        assert_eq!(pythonize_json(&compact), r#"{"a": "h\u00f4st \ud83d\ude00 \u007f \" \\ \n, :"}"#);
-        assert_eq!(pythonize_json(r#"[1,{"b":[true,null]}]"#), r#"[1, {"b": [true, null]}]"#);
     }
 
     #[test]

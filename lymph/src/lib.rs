@@ -20,15 +20,18 @@ pub use lymph_macros::{interface, test};
 #[cfg(feature = "testing")]
 pub use lymph_testing as testing;
 
+/// Service binaries: the [`Application`](app::Application) and lymph's command line
+/// (`instance`, `worker`, `discover`, `request`, ...).
 #[cfg(feature = "app")]
-pub mod app;
+pub use lymph_cli as app;
 
 /// lymph's real backends: ZeroMQ RPC, RabbitMQ events and the ZooKeeper registry.
 #[cfg(feature = "app")]
 pub use lymph_transports as transports;
 
 /// Loading the `.lymph.yml` files written for Python lymph 0.15, with typed views to build a container from.
-pub mod config;
+#[cfg(feature = "app")]
+pub use lymph_cli::config;
 
 /// The names most services need: `use lymph::prelude::*;`.
 pub mod prelude {

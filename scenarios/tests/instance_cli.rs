@@ -1,5 +1,6 @@
 //! `scenarios instance`: configuration mistakes and unreachable servers give one clear line and a
-//! non-zero exit, before anything starts. Needs no infrastructure.
+//! distinct exit status (3 configuration, 4 unreachable, 2 usage), before anything starts. Needs
+//! no infrastructure.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -37,7 +38,7 @@ interfaces:
 fn an_unknown_class_is_named_with_its_key_and_the_known_classes() {
     let path = config("echo.yml", &UNREACHABLE.replace("CLASS", "echo:Nope"));
     let output = instance(&["-c", path.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(3));
     let message = stderr(&output);
     assert!(message.contains("interfaces.echo.class") && message.contains("echo:Nope"), "{message}");
     assert!(message.contains("echo:Echo, listener:Listener"), "{message}");
@@ -47,7 +48,7 @@ fn an_unknown_class_is_named_with_its_key_and_the_known_classes() {
 fn an_unreachable_zookeeper_is_one_line_naming_it() {
     let path = config("echo.yml", &UNREACHABLE.replace("CLASS", "echo:Echo"));
     let output = instance(&["-c", path.to_str().unwrap(), "--loglevel", "ERROR"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(4));
     let message = stderr(&output);
     assert!(message.contains("container.registry: ZooKeeper at 127.0.0.1:1"), "{message}");
     assert_eq!(message.trim().lines().count(), 1, "{message}");
@@ -56,12 +57,12 @@ fn an_unreachable_zookeeper_is_one_line_naming_it() {
 #[test]
 fn a_missing_file_and_a_missing_section_are_errors_naming_them() {
     let output = instance(&["-c", "/nonexistent/echo.yml"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(3));
     assert!(stderr(&output).contains("/nonexistent/echo.yml"), "{}", stderr(&output));
 
     let path = config("echo.yml", "container:\n  ip: 127.0.0.1\ninterfaces: {}\n");
     let output = instance(&["-c", path.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(3));
     assert!(stderr(&output).contains("container.registry"), "{}", stderr(&output));
 }
 

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lymph::Value;
-use lymph::config::{
+use lymph_cli::config::{
     Config, ConfigError, ConfigLoader, EventsConfig, InterfaceConfig, KOMBU_EVENTS, RegistryConfig, ZOOKEEPER_REGISTRY,
 };
+use lymph_core::Value;
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
@@ -78,7 +78,7 @@ fn echo_yml_loads() -> Result {
     assert_eq!(container.service_name.as_deref(), Some("echo"), "falls back to the top-level name");
     assert_eq!(container.registry, zookeeper("127.0.0.1:2181", None, None));
     assert_eq!(container.events, kombu("amqp://guest:guest@127.0.0.1:5672//", "lymph"));
-    assert_eq!(container.connection.to_connection_config(), lymph::ConnectionConfig::default());
+    assert_eq!(container.connection.to_connection_config(), lymph_core::ConnectionConfig::default());
 
     let interfaces = config.interfaces()?;
     assert_eq!(interfaces.len(), 1);

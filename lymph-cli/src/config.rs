@@ -19,7 +19,7 @@
 //! [`EventsConfig`]) and [`Config::interfaces`] ([`InterfaceConfig`]).
 //!
 //! ```
-//! use lymph::config::{Config, EventsConfig};
+//! use lymph_cli::config::{Config, EventsConfig};
 //!
 //! let config = Config::from_yaml_str(
 //!     "container:\n  registry: {class: 'lymph.discovery.static:StaticServiceRegistryHub'}\n  events: {class: 'lymph.events.local:LocalEventSystem'}\ninterfaces:\n  echo: {class: 'echo:Echo'}\n",
@@ -27,7 +27,7 @@
 //! )?;
 //! assert!(matches!(config.container()?.events, EventsConfig::Local));
 //! assert_eq!(config.interfaces()?[0].class, "echo:Echo");
-//! # Ok::<(), lymph::config::ConfigError>(())
+//! # Ok::<(), lymph_cli::config::ConfigError>(())
 //! ```
 //!
 //! # Differences from Python lymph

@@ -1,45 +1,17 @@
-//! Running services from lymph configuration files: the [`Application`] and its command line.
-//!
-//! An application maps the class names of a `.lymph.yml` (`interfaces.<name>.class`) to Rust
-//! interfaces, builds a container with the backends the file names (ZooKeeper or the static
-//! registry; RabbitMQ, local or null events; ZeroMQ RPC) and gives a binary lymph's
-//! `instance` and `worker` commands:
-//!
-//! ```text
-//! myservice instance -c echo.yml [--ip IP] [--port PORT] [--isolated] [--vars FILE] [--loglevel LEVEL]
-//! myservice worker -c echo.yml [same options]      # runs the interfaces' #[task]s only
-//! ```
-//!
-//! ```no_run
-//! # mod echo {
-//! #     #[derive(Default)]
-//! #     pub struct Echo;
-//! #     #[lymph::interface(name = "echo")]
-//! #     impl Echo {
-//! #         #[rpc]
-//! #         async fn echo(&self, text: String) -> lymph::Result<String> { Ok(text) }
-//! #     }
-//! # }
-//! fn main() -> std::process::ExitCode {
-//!     lymph::app::Application::new("myservice").interface("echo:Echo", echo::Echo::default).main()
-//! }
-//! ```
-//!
-//! Python lymph's configs work as they are: the same file starts a Python or a Rust instance of
-//! a service, as long as the Rust application knows the class names it mentions.
+//! The [`Application`]: the interfaces a binary can run, by lymph class name, and how a
+//! configuration becomes a container.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
 use futures::future::BoxFuture;
 use lymph_core::event::{Deliveries, Subscription};
 use lymph_core::interface::Interface;
-use lymph_core::memory::{MemoryEvents, MemoryRegistry};
+use lymph_core::memory::{MemoryEvents, MemoryNetwork, MemoryRegistry};
 use lymph_core::{Container, ContainerBuilder, Error, Event, EventSystem};
 use lymph_transports::{AmqpConfig, AmqpEvents, ZkConfig, ZkRegistry, ZmqConfig, ZmqRpc};
 
@@ -52,6 +24,7 @@ type Factory = Arc<dyn Fn() -> Arc<dyn Interface> + Send + Sync>;
 pub struct Application {
     name: String,
     classes: BTreeMap<String, Factory>,
+    network: Option<MemoryNetwork>,
 }
 
 impl fmt::Debug for Application {
@@ -60,15 +33,9 @@ impl fmt::Debug for Application {
     }
 }
 
-/// The options of `instance`: which configuration, and lymph's overrides.
+/// lymph's instance options: where the container binds, and whether it registers.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct InstanceOptions {
-    /// The configuration file (else `LYMPH_CONFIG`, else `.lymph.yml`).
-    #[arg(short = 'c', long = "config")]
-    pub config: Option<PathBuf>,
-    /// A YAML file of values for `$(var.*)` in the configuration (else `LYMPH_VARS`).
-    #[arg(long)]
-    pub vars: Option<PathBuf>,
     /// The IP address to bind and register (overrides `container.ip`; else `LYMPH_NODE_IP`).
     #[arg(long, env = "LYMPH_NODE_IP")]
     pub ip: Option<String>,
@@ -78,25 +45,6 @@ pub struct InstanceOptions {
     /// Do not register in the service registry.
     #[arg(long)]
     pub isolated: bool,
-}
-
-#[derive(Debug, Parser)]
-#[command(about = "Runs lymph services", disable_help_subcommand = true)]
-struct Cli {
-    /// The log level: DEBUG, INFO, WARNING, ERROR (or a tracing filter).
-    #[arg(long, global = true, default_value = "INFO")]
-    loglevel: String,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Runs one service instance: the interfaces of the configuration in one container.
-    Instance(InstanceOptions),
-    /// Runs a worker: only the interfaces that have tasks, registered as `<name>.worker`,
-    /// consuming only their tasks.
-    Worker(InstanceOptions),
 }
 
 /// What can stop an application from running.
@@ -130,7 +78,7 @@ pub enum AppError {
 impl Application {
     /// An application named `name` (used in messages) with no interfaces yet.
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), classes: BTreeMap::new() }
+        Self { name: name.into(), classes: BTreeMap::new(), network: None }
     }
 
     /// Makes `class` (a lymph class path such as `echo:Echo`) run the interface `factory` makes;
@@ -165,52 +113,46 @@ impl Application {
             })?;
             interfaces.push((interface.key, factory(), interface.config));
         }
-        let mut builder = backends(&container, options).await?;
+        let mut builder = match &self.network {
+            Some(network) => Container::builder().network(network),
+            None => backends(&container, options).await?,
+        };
         for (key, interface, config) in interfaces {
             builder = builder.interface_arc(key, interface, config);
         }
         Ok(builder.register(!options.isolated))
     }
 
-    /// Runs one instance: starts the container the configuration describes, serves until
-    /// SIGINT or SIGTERM, then stops gracefully (deregisters, stops consuming, finishes the
-    /// requests in flight).
+    /// A client container for `config`: its backends, no interfaces, not registered (lymph's
+    /// `lymph.client.Client`). The IP and port are the configuration's, or lymph's defaults.
     ///
     /// # Errors
     ///
-    /// As [`container`](Self::container), or when the container fails to start.
-    pub async fn run_instance(&self, options: &InstanceOptions) -> Result<(), AppError> {
-        self.run(options, false).await
+    /// A configuration error, or a backend that cannot be reached.
+    pub async fn client(&self, config: &Config) -> Result<Container, AppError> {
+        let container = config.container()?;
+        let options = InstanceOptions { isolated: true, ..InstanceOptions::default() };
+        let builder = match &self.network {
+            Some(network) => Container::builder().network(network),
+            None => backends(&container, &options).await?,
+        };
+        builder
+            .register(false)
+            .start()
+            .await
+            .map_err(|source| AppError::Start { what: "the client".to_owned(), source })
     }
 
-    /// Runs one worker, as [`run_instance`](Self::run_instance) runs an instance: only the
-    /// interfaces that have tasks, registered as `<name>.worker`, consuming only their tasks
-    /// (lymph's `lymph worker`).
-    ///
-    /// # Errors
-    ///
-    /// As [`run_instance`](Self::run_instance).
-    pub async fn run_worker(&self, options: &InstanceOptions) -> Result<(), AppError> {
-        self.run(options, true).await
+    /// The application's name, as its binary is called.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    async fn run(&self, options: &InstanceOptions, worker: bool) -> Result<(), AppError> {
-        let config = Config::from_cli(options.config.as_deref(), options.vars.as_deref())?;
-        let builder = self.container(&config, options).await?.worker(worker);
-        let container = builder.start().await.map_err(|source| AppError::Start {
-            what: format!("starting the instance of {}", config.file()),
-            source,
-        })?;
-        tracing::info!(
-            endpoint = container.endpoint(),
-            identity = container.identity(),
-            "{} instance started",
-            self.name
-        );
-        shutdown_signal().await;
-        tracing::info!("stopping");
-        container.stop().await;
-        Ok(())
+    /// Serves every container this application starts on `network` instead of the backends the
+    /// configuration names: an embedded cluster for tests of services and commands.
+    pub fn with_network(mut self, network: &MemoryNetwork) -> Self {
+        self.network = Some(network.clone());
+        self
     }
 
     /// Parses the process's command line and runs it; for `fn main`.
@@ -218,20 +160,13 @@ impl Application {
         self.main_from(std::env::args_os())
     }
 
-    /// Parses `args` (the program name first) and runs the command.
+    /// Parses `args` (the program name first), runs the command on a new runtime and returns
+    /// its exit status; output goes to stdout, errors to stderr.
     pub fn main_from<I, T>(self, args: I) -> ExitCode
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let cli = match Cli::try_parse_from(args) {
-            Ok(cli) => cli,
-            Err(error) => {
-                let _ = error.print();
-                return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
-            }
-        };
-        init_logging(&cli.loglevel);
         let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(error) => {
@@ -239,19 +174,26 @@ impl Application {
                 return ExitCode::from(1);
             }
         };
-        let result = runtime.block_on(async {
-            match &cli.command {
-                Command::Instance(options) => self.run_instance(options).await,
-                Command::Worker(options) => self.run_worker(options).await,
-            }
-        });
-        match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("{}: {error}", self.name);
-                ExitCode::from(1)
-            }
-        }
+        let mut out = std::io::stdout();
+        let mut err = std::io::stderr();
+        let code = runtime.block_on(self.execute(args, &mut out, &mut err));
+        ExitCode::from(code)
+    }
+
+    /// Parses `args` (the program name first) and runs the command on the current runtime,
+    /// writing its output to `out` and its errors to `err`; returns the exit status (see
+    /// [`Failure`](crate::Failure) for the codes).
+    pub async fn execute<I, T>(
+        &self,
+        args: I,
+        out: &mut (dyn Write + Send + Sync),
+        err: &mut (dyn Write + Send + Sync),
+    ) -> u8
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        crate::commands::execute(self, args, out, err).await
     }
 }
 
@@ -307,40 +249,5 @@ impl EventSystem for NullEvents {
             });
             Ok(rx)
         })
-    }
-}
-
-fn init_logging(level: &str) {
-    let filter = match level.to_ascii_uppercase().as_str() {
-        "DEBUG" => "debug".to_owned(),
-        "INFO" => "info".to_owned(),
-        "WARNING" | "WARN" => "warn".to_owned(),
-        "ERROR" | "CRITICAL" => "error".to_owned(),
-        _ => level.to_owned(),
-    };
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -1,0 +1,45 @@
+//! lymph's command line and the application type service binaries are built on.
+//!
+//! An [`Application`] maps the class names of a `.lymph.yml` (`interfaces.<name>.class`) to
+//! Rust interfaces and gives its binary lymph's commands:
+//!
+//! ```text
+//! myservice instance -c echo.yml [--ip IP] [--port PORT] [--isolated]   # serve until SIGINT/SIGTERM
+//! myservice worker -c echo.yml                                          # run the #[task]s only
+//! myservice discover [<name>] [--instances] [--json] [--full] [--all] [--versions]
+//! myservice inspect <address>
+//! myservice request <subject> <params|-> [--timeout S] [--address A] [--trace-id T] [--json] [-D] [-N n -C c]
+//! myservice emit <type> [<body>] [--trace-id T]
+//! myservice subscribe <type>...
+//! myservice config | list | help [<command>]
+//! ```
+//!
+//! Every command takes lymph's global options (`-c/--config`, `LYMPH_CONFIG`, `--vars`,
+//! `--loglevel`, `--logfile`, `--color/--no-color`). The `lymph` binary of this crate is an
+//! application with no interfaces. Python lymph 0.15's configuration files work as they are (see
+//! [`config`]); a failure is one line on stderr and an exit status that tells its kind apart
+//! ([`Failure`]).
+//!
+//! A service binary, through the `lymph` facade (feature `app`), with an `Echo` interface made
+//! by `#[lymph::interface]`:
+//!
+//! ```ignore
+//! fn main() -> std::process::ExitCode {
+//!     lymph::app::Application::new("myservice").interface("echo:Echo", echo::Echo::default).main()
+//! }
+//! ```
+//!
+//! # Layout
+//!
+//! - `app.rs`: [`Application`]: classes, containers from configurations, the backends.
+//! - `config.rs`: [`config`], lymph's configuration files.
+//! - `commands/`: one file per command, and `mod.rs` with the global options and exit statuses.
+//! - `output.rs`: Python `repr` and lymph JSON output.
+
+mod app;
+mod commands;
+pub mod config;
+pub mod output;
+
+pub use app::{AppError, Application, InstanceOptions};
+pub use commands::Failure;
