@@ -309,3 +309,47 @@ async fn rust_and_python_echoes_share_the_load() -> Result {
     );
     Ok(())
 }
+
+/// Runs lymph-rs's command line in this process with the peer's client configuration.
+async fn rust_cli(args: &[&str]) -> (u8, String, String) {
+    let config = peer_dir().join(".lymph.yml");
+    let argv = ["lymph"].iter().copied().chain(args.iter().copied()).chain(["-c", config.to_str().unwrap_or_default()]);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = Application::new("lymph").execute(argv, &mut out, &mut err).await;
+    (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_command_line_works_against_python_services() -> Result {
+    let _one = exclusive().await;
+    let mut python = Python::new();
+    let endpoint = python.start("interop-cli-echo", "echo.yml");
+    python.start("interop-cli-listener", "listener.yml");
+
+    let (code, out, err) = rust_cli(&["discover", "echo"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("echo [1]\n") && out.contains(&endpoint), "{out}");
+
+    let (code, out, err) = rust_cli(&["request", "echo.upper", r#"{"text": "hi"}"#]).await;
+    assert_eq!((code, out.as_str()), (0, "'HI'\n"), "{err}");
+    // lymph 0.15's own CLI crashes on --address; this one sends to the instance.
+    let (code, out, err) =
+        rust_cli(&["request", "--address", &endpoint, "--json", "echo.echo", r#"{"text": "x"}"#]).await;
+    assert_eq!((code, out.as_str()), (0, "\"x\"\n"), "{err}");
+    let (code, _, err) = rust_cli(&["request", "echo.fail", r#"{"message": "boom"}"#]).await;
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("ValueError: boom") && err.lines().count() == 1, "{err}");
+
+    let (code, out, err) = rust_cli(&["inspect", "echo"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("rpc echo.upper(text)") && out.contains("rpc lymph.ping"), "{out}");
+
+    let id = unique("cli");
+    let (code, _, err) = rust_cli(&["emit", "interop.cli", &format!(r#"{{"id": "{id}"}}"#)]).await;
+    assert_eq!(code, 0, "{err}");
+    eventually("the Python listener recorded the emitted event", Duration::from_secs(10), || {
+        python.events("interop-cli-listener").contains(&id)
+    })
+    .await?;
+    Ok(())
+}
