@@ -11,6 +11,7 @@
 //! myservice request <subject> <params|-> [--timeout S] [--address A] [--trace-id T] [--json] [-D] [-N n -C c]
 //! myservice emit <type> [<body>] [--trace-id T]
 //! myservice subscribe <type>...
+//! myservice tail [-l LEVEL] <service>...                                 # follow the log streams
 //! myservice config | list | help [<command>]
 //! ```
 //!
@@ -35,10 +36,12 @@
 //! - `config.rs`: [`config`], lymph's configuration files.
 //! - `commands/`: one file per command, and `mod.rs` with the global options and exit statuses.
 //! - `output.rs`: Python `repr` and lymph JSON output.
+//! - `log_stream.rs`: the instance's log records on its ZeroMQ log stream (`log_endpoint`).
 
 mod app;
 mod commands;
 pub mod config;
+mod log_stream;
 pub mod output;
 
 pub use app::{AppError, Application, InstanceOptions};

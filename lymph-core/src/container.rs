@@ -113,6 +113,7 @@ pub(crate) struct Shared {
     registrations: Mutex<Vec<(String, String)>>,
     /// Whether this container is a worker (runs tasks only).
     pub(crate) worker: bool,
+    host: HostInfo,
     pub(crate) shutdown: Latch,
     in_flight: InFlight,
 }
@@ -252,6 +253,16 @@ pub struct ContainerBuilder {
     connection: ConnectionConfig,
     register: bool,
     worker: bool,
+    host: HostInfo,
+}
+
+/// What a container publishes about its host in its registrations, besides its endpoint.
+#[derive(Debug, Clone, Default)]
+struct HostInfo {
+    log_endpoint: Option<String>,
+    ip: Option<String>,
+    hostname: Option<String>,
+    fqdn: Option<String>,
 }
 
 impl fmt::Debug for ContainerBuilder {
@@ -288,6 +299,7 @@ impl ContainerBuilder {
             connection: ConnectionConfig::default(),
             register: true,
             worker: false,
+            host: HostInfo::default(),
         }
     }
 
@@ -379,6 +391,22 @@ impl ContainerBuilder {
         self
     }
 
+    /// The endpoint of the container's log stream, registered as `log_endpoint` so that
+    /// `lymph tail` finds it.
+    pub fn log_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.host.log_endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The host facts registered with each instance (`ip`, `hostname`, `fqdn`), as lymph
+    /// registers them.
+    pub fn host(mut self, ip: impl Into<String>, hostname: impl Into<String>, fqdn: impl Into<String>) -> Self {
+        self.host.ip = Some(ip.into());
+        self.host.hostname = Some(hostname.into());
+        self.host.fqdn = Some(fqdn.into());
+        self
+    }
+
     /// Makes the container a worker (lymph's `lymph worker`): it hosts only the interfaces that
     /// have tasks, each under `<name>.worker`, consumes only their tasks, and registers as a
     /// worker. A container that is not a worker consumes every event handler but tasks.
@@ -440,6 +468,7 @@ impl ContainerBuilder {
             watches: Mutex::new(BTreeMap::new()),
             registrations: Mutex::new(Vec::new()),
             worker: self.worker,
+            host: self.host,
             shutdown: Latch::new(),
             in_flight: InFlight::default(),
         });
@@ -646,6 +675,10 @@ impl Container {
                     shared.endpoint.clone(),
                 );
                 instance.worker = shared.worker;
+                instance.log_endpoint.clone_from(&shared.host.log_endpoint);
+                instance.ip.clone_from(&shared.host.ip);
+                instance.hostname.clone_from(&shared.host.hostname);
+                instance.fqdn.clone_from(&shared.host.fqdn);
                 let id = instance.id.clone();
                 shared.registry.register(&installed.name, instance).await?;
                 shared.registrations.lock().expect("registrations lock").push((installed.name.clone(), id));

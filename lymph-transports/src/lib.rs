@@ -15,12 +15,16 @@
 #[cfg(feature = "amqp")]
 mod amqp;
 #[cfg(feature = "zmq")]
+mod log_stream;
+#[cfg(feature = "zmq")]
 mod zmq;
 #[cfg(feature = "zookeeper")]
 mod zookeeper;
 
 #[cfg(feature = "amqp")]
 pub use amqp::{AmqpConfig, AmqpEvents};
+#[cfg(feature = "zmq")]
+pub use log_stream::LogPublisher;
 #[cfg(feature = "zmq")]
 pub use zmq::{ZmqConfig, ZmqRpc};
 #[cfg(feature = "zookeeper")]

@@ -159,3 +159,30 @@ async fn a_sender_whose_identity_is_not_utf8_is_dropped_and_the_next_message_arr
     assert_eq!(got.source, good_endpoint);
     assert_eq!(got.frames, frames(&["ok"]));
 }
+
+#[tokio::test]
+async fn the_log_stream_sends_lymphs_three_frames() {
+    use lymph_transports::LogPublisher;
+    use zeromq::SubSocket;
+
+    let publisher = LogPublisher::bind("127.0.0.1", None).await.unwrap();
+    assert!(publisher.endpoint().starts_with("tcp://127.0.0.1:"), "{}", publisher.endpoint());
+    let mut subscriber = SubSocket::new();
+    subscriber.subscribe("").await.unwrap();
+    subscriber.connect(publisher.endpoint()).await.unwrap();
+    // PUB drops what is sent before the subscription arrives: publish until a record comes.
+    let received = timeout(WAIT, async {
+        loop {
+            publisher.publish("WARNING", "disk almost full".to_owned());
+            if let Ok(Ok(message)) = timeout(Duration::from_millis(50), subscriber.recv()).await {
+                break message.into_vec();
+            }
+        }
+    })
+    .await
+    .expect("a record within 5 s");
+    assert_eq!(received.len(), 3);
+    assert_eq!(&received[0][..], b"WARNING");
+    assert_eq!(&received[1][..], publisher.endpoint().as_bytes());
+    assert_eq!(&received[2][..], b"disk almost full");
+}

@@ -353,3 +353,58 @@ async fn the_rust_command_line_works_against_python_services() -> Result {
     .await?;
     Ok(())
 }
+
+/// A `scenarios instance` process, stopped with SIGTERM (gracefully) when dropped.
+struct RustProcess(std::process::Child);
+
+impl Drop for RustProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follows_the_log_streams_of_rust_and_python_instances() -> Result {
+    let _one = exclusive().await;
+    let mut python = Python::new();
+    let python_endpoint = python.start("interop-tail-echo", "echo.yml");
+    let rust = RustProcess(
+        Command::new(env!("CARGO_BIN_EXE_scenarios"))
+            .args(["instance", "--loglevel", "INFO", "-c"])
+            .arg(peer_dir().join("echo.yml"))
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    // Both instances registered.
+    let client = rust_client().await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while client.lookup("echo").await.map(|instances| instances.len()).unwrap_or(0) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the Rust instance did not register");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let endpoints: Vec<String> = client.lookup("echo").await?.into_iter().map(|i| i.endpoint).collect();
+    let rust_endpoint = endpoints.iter().find(|e| **e != python_endpoint).cloned().ok_or("the Rust instance")?;
+
+    let tail = tokio::spawn(rust_cli_owned(vec!["tail".into(), "echo".into(), "-n".into(), "40".into()]));
+    let echo: EchoClient = client.client();
+    for i in 0..200 {
+        if tail.is_finished() {
+            break;
+        }
+        echo.upper(format!("tail-{i}")).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, out, err) = tail.await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with(&format!("[{python_endpoint}]"))), "no Python record:\n{out}");
+    assert!(out.lines().any(|l| l.starts_with(&format!("[{rust_endpoint}]"))), "no Rust record:\n{out}");
+    assert!(out.contains("trace_id=\""), "{out}");
+    drop(rust);
+    Ok(())
+}
+
+async fn rust_cli_owned(args: Vec<String>) -> (u8, String, String) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    rust_cli(&args).await
+}

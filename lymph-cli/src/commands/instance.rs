@@ -25,7 +25,24 @@ pub(crate) struct WorkerArgs {
 
 pub(crate) async fn run(run: &mut Run<'_>, args: &Args, worker: bool) -> Result<(), Failure> {
     let config = run.config()?;
-    let builder = run.app.container(&config, &args.options).await?.worker(worker);
+    let mut builder = run.app.container(&config, &args.options).await?.worker(worker);
+    // The log stream, registered as `log_endpoint` for `lymph tail`.
+    let ip = args
+        .options
+        .ip
+        .clone()
+        .or_else(|| config.get("container.ip").and_then(lymph_core::Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let wanted = config.get("container.log_endpoint").and_then(lymph_core::Value::as_str).map(str::to_owned);
+    let publisher = lymph_transports::LogPublisher::bind(&ip, wanted.as_deref())
+        .await
+        .map_err(|e| Failure::Config(format!("container.log_endpoint: {e}")))?;
+    crate::log_stream::publish_to(publisher.clone());
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".to_owned());
+    builder = builder.log_endpoint(publisher.endpoint()).host(ip, hostname.clone(), hostname);
     let container = builder.start().await.map_err(|e| {
         Failure::from(crate::app::AppError::Start { what: format!("starting {}", config.file()), source: e })
     })?;

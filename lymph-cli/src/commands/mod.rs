@@ -18,6 +18,7 @@ mod instance;
 mod list;
 mod request;
 mod subscribe;
+mod tail;
 
 /// lymph's options of every command.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,6 +66,7 @@ enum Command {
     Request(request::Args),
     Emit(emit::Args),
     Subscribe(subscribe::Args),
+    Tail(tail::Args),
     Config(config::Args),
     List(list::Args),
     Help(help::Args),
@@ -234,6 +236,7 @@ where
         Command::Request(args) => request::run(&mut run, &args).await,
         Command::Emit(args) => emit::run(&mut run, &args).await,
         Command::Subscribe(args) => subscribe::run(&mut run, &args).await,
+        Command::Tail(args) => tail::run(&mut run, &args).await,
         Command::Config(args) => config::run(&mut run, &args),
         Command::List(args) => list::run(&mut run, &args),
         Command::Help(args) => help::run(&mut run, &args),
@@ -248,8 +251,13 @@ where
     }
 }
 
-/// Logs to stderr or `--logfile`, at `--loglevel` (lymph's level names or a `tracing` filter).
+/// Logs to stderr or `--logfile`, and to the instance's log stream once it has one, at
+/// `--loglevel` (lymph's level names or a `tracing` filter).
 fn init_logging(global: &Global) -> Result<(), String> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = match global.loglevel.to_ascii_uppercase().as_str() {
         "DEBUG" => "debug".to_owned(),
         "INFO" => "info".to_owned(),
@@ -259,22 +267,21 @@ fn init_logging(global: &Global) -> Result<(), String> {
     };
     let filter =
         tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| format!("--loglevel {}: {e}", global.loglevel))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match &global.logfile {
+    let output = match &global.logfile {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .map_err(|e| format!("--logfile {}: {e}", path.display()))?;
-            builder.with_ansi(global.color).with_writer(std::sync::Mutex::new(file)).try_init()
+            tracing_subscriber::fmt::layer().with_ansi(global.color).with_writer(std::sync::Mutex::new(file)).boxed()
         }
         None => {
             let ansi = !global.no_color && (global.color || std::io::IsTerminal::is_terminal(&std::io::stderr()));
-            builder.with_ansi(ansi).with_writer(std::io::stderr).try_init()
+            tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).boxed()
         }
     };
     // A subscriber set already (a second command in one process, e.g. in tests) is kept.
-    let _ = result;
+    let _ = tracing_subscriber::registry().with(filter).with(output).with(crate::log_stream::LogStreamLayer).try_init();
     Ok(())
 }
