@@ -12,6 +12,7 @@
 //! myservice emit <type> [<body>] [--trace-id T]
 //! myservice subscribe <type>...
 //! myservice tail [-l LEVEL] <service>...                                 # follow the log streams
+//! myservice trace <trace-id> [-n N] [--for S]                            # one trace id, every instance
 //! myservice config | list | help [<command>]
 //! ```
 //!

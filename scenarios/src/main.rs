@@ -35,8 +35,19 @@ const SCENARIOS: &[(&str, &str)] = &[
 
 fn main() -> ExitCode {
     // lymph's commands, from the application; `list` and `run` are this binary's own.
-    const LYMPH_COMMANDS: &[&str] =
-        &["instance", "worker", "discover", "inspect", "request", "emit", "subscribe", "tail", "config", "help"];
+    const LYMPH_COMMANDS: &[&str] = &[
+        "instance",
+        "worker",
+        "discover",
+        "inspect",
+        "request",
+        "emit",
+        "subscribe",
+        "tail",
+        "trace",
+        "config",
+        "help",
+    ];
     if std::env::args().nth(1).is_some_and(|command| LYMPH_COMMANDS.contains(&command.as_str())) {
         return scenarios::application().main();
     }

@@ -408,3 +408,54 @@ async fn rust_cli_owned(args: Vec<String>) -> (u8, String, String) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     rust_cli(&args).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_follows_one_trace_id_from_python_to_rust() -> Result {
+    let _one = exclusive().await;
+    let mut python = Python::new();
+    let python_endpoint = python.start("interop-trace-echo", "echo.yml");
+    let _listener = RustProcess(
+        Command::new(env!("CARGO_BIN_EXE_scenarios"))
+            .args(["instance", "--loglevel", "INFO", "-c"])
+            .arg(peer_dir().join("listener.yml"))
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    let client = rust_client().await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let listener_endpoint = loop {
+        if let Some(instance) = client.lookup("listener").await.ok().and_then(|i| i.into_iter().next()) {
+            break instance.endpoint;
+        }
+        assert!(std::time::Instant::now() < deadline, "the Rust listener did not register");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let trace_id = format!("{:032x}", rand::random::<u128>());
+    let trace = tokio::spawn(rust_cli_owned(vec![
+        "trace".into(),
+        trace_id.clone(),
+        "-l".into(),
+        "INFO".into(),
+        "--for".into(),
+        "15".into(),
+        "-n".into(),
+        "6".into(),
+    ]));
+    // The Python echo handles the request and emits; the Rust listener handles the event.
+    for _ in 0..40 {
+        if trace.is_finished() {
+            break;
+        }
+        let (code, _, err) =
+            rust_cli(&["request", "--trace-id", &trace_id, "echo.upper", r#"{"text": "traced"}"#]).await;
+        assert_eq!(code, 0, "{err}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (code, out, err) = trace.await?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().all(|l| l.contains(&trace_id)), "{out}");
+    assert!(out.lines().any(|l| l.starts_with(&format!("[{python_endpoint}]"))), "no Python echo record:\n{out}");
+    assert!(out.lines().any(|l| l.starts_with(&format!("[{listener_endpoint}]"))), "no Rust listener record:\n{out}");
+    Ok(())
+}

@@ -19,6 +19,7 @@ mod list;
 mod request;
 mod subscribe;
 mod tail;
+mod trace;
 
 /// lymph's options of every command.
 #[derive(Debug, Clone, clap::Args)]
@@ -67,6 +68,7 @@ enum Command {
     Emit(emit::Args),
     Subscribe(subscribe::Args),
     Tail(tail::Args),
+    Trace(trace::Args),
     Config(config::Args),
     List(list::Args),
     Help(help::Args),
@@ -237,6 +239,7 @@ where
         Command::Emit(args) => emit::run(&mut run, &args).await,
         Command::Subscribe(args) => subscribe::run(&mut run, &args).await,
         Command::Tail(args) => tail::run(&mut run, &args).await,
+        Command::Trace(args) => trace::run(&mut run, &args).await,
         Command::Config(args) => config::run(&mut run, &args),
         Command::List(args) => list::run(&mut run, &args),
         Command::Help(args) => help::run(&mut run, &args),

@@ -26,7 +26,7 @@ pub(crate) struct Args {
     count: Option<usize>,
 }
 
-fn rank(level: &str) -> Option<u8> {
+pub(crate) fn rank(level: &str) -> Option<u8> {
     match level.to_ascii_uppercase().as_str() {
         "DEBUG" => Some(10),
         "INFO" => Some(20),
@@ -40,15 +40,29 @@ fn rank(level: &str) -> Option<u8> {
 pub(crate) async fn run(run: &mut Run<'_>, args: &Args) -> Result<(), Failure> {
     let threshold =
         rank(&args.level).ok_or_else(|| Failure::BadInput(format!("unknown log level {:?}", args.level)))?;
+    follow(run, &args.addresses, threshold, args.count, None, |_| true).await
+}
+
+/// Prints the records of the log streams of every instance of `addresses` that are at least
+/// `threshold` and that `keep` accepts, until `count` records or `within` has passed.
+pub(crate) async fn follow(
+    run: &mut Run<'_>,
+    addresses: &[String],
+    threshold: u8,
+    count: Option<usize>,
+    within: Option<Duration>,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(), Failure> {
+    let deadline = within.map(|within| tokio::time::Instant::now() + within);
     let client = run.client().await?;
     let mut socket = SubSocket::new();
     socket.subscribe("").await.map_err(|e| Failure::Other(format!("cannot subscribe: {e}")))?;
     // Instances by log endpoint.
     let mut followed: BTreeMap<String, ServiceInstance> = BTreeMap::new();
     let outcome = async {
-        follow_new(&client, args, &mut socket, &mut followed).await?;
+        follow_new(&client, addresses, &mut socket, &mut followed).await?;
         if followed.is_empty() {
-            return Err(Failure::Lookup(format!("no instance of {} has a log stream", args.addresses.join(", "))));
+            return Err(Failure::Lookup(format!("no instance of {} has a log stream", addresses.join(", "))));
         }
         let mut lookup = tokio::time::interval(Duration::from_secs(2));
         lookup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -56,9 +70,10 @@ pub(crate) async fn run(run: &mut Run<'_>, args: &Args) -> Result<(), Failure> {
         loop {
             let message = tokio::select! {
                 biased;
+                () = until(deadline) => return Ok(()),
                 message = socket.recv() => message,
                 _ = lookup.tick() => {
-                    follow_new(&client, args, &mut socket, &mut followed).await?;
+                    follow_new(&client, addresses, &mut socket, &mut followed).await?;
                     continue;
                 }
             };
@@ -68,15 +83,19 @@ pub(crate) async fn run(run: &mut Run<'_>, args: &Args) -> Result<(), Failure> {
             if rank(&level).unwrap_or(0) < threshold {
                 continue;
             }
+            let text = String::from_utf8_lossy(text);
+            if !keep(&text) {
+                continue;
+            }
             let endpoint = String::from_utf8_lossy(endpoint).into_owned();
             let (service_endpoint, identity) = followed.get(&endpoint).map_or_else(
                 || (endpoint.clone(), String::new()),
                 |i| (i.endpoint.clone(), i.identity.chars().take(10).collect()),
             );
-            writeln!(run.out, "[{service_endpoint}][{identity}] [{level}] {}", String::from_utf8_lossy(text))?;
+            writeln!(run.out, "[{service_endpoint}][{identity}] [{level}] {text}")?;
             run.out.flush()?;
             printed += 1;
-            if args.count.is_some_and(|count| printed >= count) {
+            if count.is_some_and(|count| printed >= count) {
                 return Ok(());
             }
         }
@@ -86,14 +105,22 @@ pub(crate) async fn run(run: &mut Run<'_>, args: &Args) -> Result<(), Failure> {
     outcome
 }
 
+/// Waits until `deadline`, or forever.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Connects to the log streams of instances not followed yet.
 async fn follow_new(
     client: &lymph_core::Container,
-    args: &Args,
+    addresses: &[String],
     socket: &mut SubSocket,
     followed: &mut BTreeMap<String, ServiceInstance>,
 ) -> Result<(), Failure> {
-    for address in &args.addresses {
+    for address in addresses {
         let instances = match client.lookup(address).await {
             Ok(instances) => instances,
             Err(Error::LookupFailure { .. }) => continue,
