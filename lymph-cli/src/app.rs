@@ -143,6 +143,12 @@ impl Application {
             .map_err(|source| AppError::Start { what: "the client".to_owned(), source })
     }
 
+    /// Whether `name` is one of the application's commands (`instance`, `request`, ...), for a
+    /// binary that has commands of its own besides.
+    pub fn has_command(&self, name: &str) -> bool {
+        crate::commands::command(self).find_subcommand(name).is_some()
+    }
+
     /// The application's name, as its binary is called.
     pub fn name(&self) -> &str {
         &self.name

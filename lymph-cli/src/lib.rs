@@ -6,6 +6,7 @@
 //! ```text
 //! myservice instance -c echo.yml [--ip IP] [--port PORT] [--isolated]   # serve until SIGINT/SIGTERM
 //! myservice worker -c echo.yml                                          # run the #[task]s only
+//! myservice node -c node.yml                 # run `instances:` × numprocesses, restart the dead
 //! myservice discover [<name>] [--instances] [--json] [--full] [--all] [--versions]
 //! myservice inspect <address>
 //! myservice request <subject> <params|-> [--timeout S] [--address A] [--trace-id T] [--json] [-D] [-N n -C c]

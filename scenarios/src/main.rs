@@ -18,8 +18,8 @@ const USAGE: &str = "usage:
 
 `instance` runs the classes echo:Echo and listener:Listener as a lymph service, from a
 .lymph.yml written for Python lymph 0.15 (ZooKeeper, RabbitMQ, ZeroMQ); see `instance --help`.
-lymph's other commands work too: worker, discover, inspect, request, emit, subscribe, config,
-help <command>.
+lymph's other commands work too: worker, node, discover, inspect, request, emit, subscribe,
+tail, trace, config, help <command>.
 
 `run` runs a scenario in the deterministic simulator and prints its timeline (simulated time, host,
 message kind, subject, trace id) and a one-line verdict. The same seed prints the same output.
@@ -35,21 +35,9 @@ const SCENARIOS: &[(&str, &str)] = &[
 
 fn main() -> ExitCode {
     // lymph's commands, from the application; `list` and `run` are this binary's own.
-    const LYMPH_COMMANDS: &[&str] = &[
-        "instance",
-        "worker",
-        "discover",
-        "inspect",
-        "request",
-        "emit",
-        "subscribe",
-        "tail",
-        "trace",
-        "config",
-        "help",
-    ];
-    if std::env::args().nth(1).is_some_and(|command| LYMPH_COMMANDS.contains(&command.as_str())) {
-        return scenarios::application().main();
+    let app = scenarios::application();
+    if std::env::args().nth(1).is_some_and(|command| command != "list" && app.has_command(&command)) {
+        return app.main();
     }
     match run(std::env::args().skip(1).collect()) {
         Ok(true) => ExitCode::SUCCESS,

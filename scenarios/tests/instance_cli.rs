@@ -72,3 +72,65 @@ fn bad_arguments_are_usage_errors() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--port"), "{}", stderr(&output));
 }
+
+fn alive(pid: &str) -> bool {
+    Command::new("kill").args(["-0", pid]).status().is_ok_and(|s| s.success())
+}
+
+/// The pids the node's log says it started, in order.
+fn started_pids(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("started"))
+        .filter_map(|l| l.split("pid=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|pid| pid.trim_end_matches(|c: char| !c.is_ascii_digit()).to_owned())
+        .collect()
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn node_runs_the_instances_restarts_the_dead_and_stops_them_all() {
+    let path = config("node.yml", "instances:\n  sleeper:\n    command: sleep 60\n    numprocesses: 2\n");
+    let log = path.with_file_name("node.log");
+    let mut node = Command::new(env!("CARGO_BIN_EXE_scenarios"))
+        .args(["node", "--loglevel", "INFO", "--no-color", "--logfile"])
+        .arg(&log)
+        .arg("-c")
+        .arg(&path)
+        .spawn()
+        .unwrap();
+    wait_for("two children", || started_pids(&log).len() == 2);
+    let first = started_pids(&log);
+    assert!(first.iter().all(|pid| alive(pid)), "{first:?}");
+
+    Command::new("kill").args(["-KILL", &first[0]]).status().unwrap();
+    wait_for("a third start", || started_pids(&log).len() == 3);
+    let replacement = started_pids(&log)[2].clone();
+    assert!(alive(&replacement));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("exited; starting it again"));
+
+    Command::new("kill").args(["-TERM", &node.id().to_string()]).status().unwrap();
+    let status = node.wait().unwrap();
+    assert!(status.success(), "{status}");
+    for pid in [&first[1], &replacement] {
+        wait_for("the children to end", || !alive(pid));
+    }
+}
+
+#[test]
+fn node_without_instances_is_a_configuration_error() {
+    let path = config("node.yml", "container: {}\n");
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_scenarios")).args(["node", "-c", path.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(stderr(&output).contains("instances"), "{}", stderr(&output));
+}

@@ -59,7 +59,7 @@ pub(crate) async fn run(run: &mut Run<'_>, args: &Args, worker: bool) -> Result<
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -16,6 +16,7 @@ mod help;
 mod inspect;
 mod instance;
 mod list;
+mod node;
 mod request;
 mod subscribe;
 mod tail;
@@ -62,6 +63,7 @@ struct Cli {
 enum Command {
     Instance(instance::Args),
     Worker(instance::WorkerArgs),
+    Node(node::Args),
     Discover(discover::Args),
     Inspect(inspect::Args),
     Request(request::Args),
@@ -233,6 +235,7 @@ where
     let result = match cli.command {
         Command::Instance(args) => instance::run(&mut run, &args, false).await,
         Command::Worker(args) => instance::run(&mut run, &args.instance, true).await,
+        Command::Node(args) => node::run(&mut run, &args).await,
         Command::Discover(args) => discover::run(&mut run, &args).await,
         Command::Inspect(args) => inspect::run(&mut run, &args).await,
         Command::Request(args) => request::run(&mut run, &args).await,
