@@ -9,11 +9,11 @@ use crate::commands::{Failure, Run};
 
 /// Runs the configuration's `instances`, restarting those that exit.
 ///
-/// Starts `instances.<name>.command` (split on spaces, no shell) `numprocesses` times (default
-/// 1) with `LYMPH_NODE`, `LYMPH_NODE_IP` and `LYMPH_SERVICE_NAME` set, checks every second for
-/// children that exited and starts them again, and on SIGINT or SIGTERM passes the signal on,
-/// waits up to 10 s for the children, then kills what is left. Shared listening sockets
-/// (`sockets:`) are not supported.
+/// Starts `instances.<name>.command` (split on spaces, no shell) `numprocesses` times, once by
+/// default, with `LYMPH_NODE`, `LYMPH_NODE_IP` and `LYMPH_SERVICE_NAME` set. Every second it
+/// starts the children that exited again. On SIGINT or SIGTERM it passes the signal on, waits
+/// up to 10 s for the children, then kills what is left. Shared listening sockets (`sockets:`)
+/// are not supported.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {}
 
