@@ -14,6 +14,7 @@
 //! myservice subscribe <type>...
 //! myservice tail [-l LEVEL] <service>...                                 # follow the log streams
 //! myservice trace <trace-id> [-n N] [--for S]                            # one trace id, every instance
+//! myservice change-loglevel <service> -n <logger> -l <level> [-p seconds]
 //! myservice config | list | help [<command>]
 //! ```
 //!

@@ -145,3 +145,58 @@ mod tests {
         assert_eq!(asctime(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29 00:00:00,000");
     }
 }
+
+/// The process's log filter, changeable at run time (`lymph.change_loglevel`).
+struct Filter {
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+    /// The filter `--loglevel` set, which every change returns to.
+    base: String,
+    /// Counts changes, so that a change's reset does not undo a later one.
+    generation: u64,
+}
+
+static FILTER: Mutex<Option<Filter>> = Mutex::new(None);
+
+/// Keeps the reload handle of the process's log filter, whose directives are `base`.
+pub(crate) fn set_filter(
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+    base: String,
+) {
+    *FILTER.lock().unwrap_or_else(PoisonError::into_inner) = Some(Filter { handle, base, generation: 0 });
+}
+
+/// `lymph.change_loglevel` for this process: adds `target=level` to the filter for a while.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Levels;
+
+fn directive_level(level: &str) -> &'static str {
+    match level {
+        "DEBUG" => "debug",
+        "INFO" => "info",
+        "WARNING" => "warn",
+        _ => "error",
+    }
+}
+
+impl lymph_core::LogLevels for Levels {
+    fn change(&self, target: &str, level: &str, period: std::time::Duration) -> Result<(), String> {
+        let mut guard = FILTER.lock().unwrap_or_else(PoisonError::into_inner);
+        let filter = guard.as_mut().ok_or("this process's logging cannot be changed")?;
+        let directives = format!("{},{target}={}", filter.base, directive_level(level));
+        let changed = tracing_subscriber::EnvFilter::try_new(&directives).map_err(|e| format!("{target}: {e}"))?;
+        filter.handle.reload(changed).map_err(|e| e.to_string())?;
+        filter.generation += 1;
+        let generation = filter.generation;
+        tracing::info!(target, level, ?period, "log level changed");
+        tokio::spawn(async move {
+            tokio::time::sleep(period).await;
+            let mut guard = FILTER.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(filter) = guard.as_mut().filter(|f| f.generation == generation)
+                && let Ok(base) = tracing_subscriber::EnvFilter::try_new(&filter.base)
+            {
+                let _ = filter.handle.reload(base);
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,4 +1,5 @@
-//! The built-in `lymph` interface every container serves: `ping`, `status`, `inspect`.
+//! The built-in `lymph` interface every container serves: `ping`, `status`, `inspect`,
+//! `change_loglevel`.
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -18,6 +19,12 @@ static SPEC: InterfaceSpec = InterfaceSpec {
         MethodSpec { name: "ping", params: &["payload"], help: "Returns `payload`.", raises: &[] },
         MethodSpec { name: "status", params: &[], help: "Returns the container's endpoint and identity.", raises: &[] },
         MethodSpec { name: "inspect", params: &[], help: "Lists the methods of every interface.", raises: &[] },
+        MethodSpec {
+            name: "change_loglevel",
+            params: &["qualname", "loglevel", "period"],
+            help: "Logs `qualname` (a logger name, a `tracing` target) at `loglevel` for `period` seconds (60).",
+            raises: &["ValueError"],
+        },
     ],
     event_handlers: &[] as &[EventHandlerSpec],
 };
@@ -36,6 +43,15 @@ struct PingArgs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogLevelArgs {
+    qualname: String,
+    loglevel: String,
+    #[serde(default)]
+    period: Option<f64>,
+}
 
 fn args<T: serde::de::DeserializeOwned>(method: &str, body: &[u8]) -> Result<T, CallError> {
     codec::from_msgpack(body).map_err(|e| CallError::BadArguments(format!("lymph.{method}: {e}")))
@@ -78,6 +94,30 @@ impl Interface for Builtin {
                         }
                     }
                     Ok(encode(&Value::map([("methods", Value::Array(methods))])))
+                }
+                "change_loglevel" => {
+                    let LogLevelArgs { qualname, loglevel, period } = args(method, body)?;
+                    let period = period.unwrap_or(60.0);
+                    if !(period.is_finite() && period > 0.0) {
+                        return Err(CallError::Failed(Error::raise("ValueError", format!("bad period: {period}"))));
+                    }
+                    let level = loglevel.to_ascii_uppercase();
+                    if !["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"].contains(&level.as_str()) {
+                        return Err(CallError::Failed(Error::raise(
+                            "ValueError",
+                            format!("unknown loglevel: {loglevel}"),
+                        )));
+                    }
+                    let Some(levels) = ctx.shared().log_levels.as_ref() else {
+                        return Err(CallError::Failed(Error::raise(
+                            "ValueError",
+                            "this container's log levels cannot be changed",
+                        )));
+                    };
+                    levels
+                        .change(&qualname, &level, std::time::Duration::from_secs_f64(period))
+                        .map_err(|reason| CallError::Failed(Error::raise("ValueError", reason)))?;
+                    Ok(encode(&Value::Nil))
                 }
                 _ => Err(CallError::UnknownMethod),
             }

@@ -114,6 +114,7 @@ pub(crate) struct Shared {
     /// Whether this container is a worker (runs tasks only).
     pub(crate) worker: bool,
     host: HostInfo,
+    pub(crate) log_levels: Option<Arc<dyn LogLevels>>,
     pub(crate) shutdown: Latch,
     in_flight: InFlight,
 }
@@ -254,6 +255,19 @@ pub struct ContainerBuilder {
     register: bool,
     worker: bool,
     host: HostInfo,
+    log_levels: Option<Arc<dyn LogLevels>>,
+}
+
+/// Changes log levels at run time, for the built-in `lymph.change_loglevel`: the application
+/// that owns the process's logging implements it.
+pub trait LogLevels: Send + Sync {
+    /// Logs `target` (a logger name, a `tracing` target) at `level` (lymph's level names:
+    /// `DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL`) for `period`, then as before.
+    ///
+    /// # Errors
+    ///
+    /// A reason, when the level cannot be changed.
+    fn change(&self, target: &str, level: &str, period: Duration) -> std::result::Result<(), String>;
 }
 
 /// What a container publishes about its host in its registrations, besides its endpoint.
@@ -300,6 +314,7 @@ impl ContainerBuilder {
             register: true,
             worker: false,
             host: HostInfo::default(),
+            log_levels: None,
         }
     }
 
@@ -407,6 +422,13 @@ impl ContainerBuilder {
         self
     }
 
+    /// What `lymph.change_loglevel` uses to change log levels; without it the method raises
+    /// `ValueError`.
+    pub fn log_levels(mut self, levels: Arc<dyn LogLevels>) -> Self {
+        self.log_levels = Some(levels);
+        self
+    }
+
     /// Makes the container a worker (lymph's `lymph worker`): it hosts only the interfaces that
     /// have tasks, each under `<name>.worker`, consumes only their tasks, and registers as a
     /// worker. A container that is not a worker consumes every event handler but tasks.
@@ -469,6 +491,7 @@ impl ContainerBuilder {
             registrations: Mutex::new(Vec::new()),
             worker: self.worker,
             host: self.host,
+            log_levels: self.log_levels,
             shutdown: Latch::new(),
             in_flight: InFlight::default(),
         });

@@ -39,7 +39,7 @@ pub mod version;
 
 pub use builtin::LYMPH_VERSION;
 pub use connection::{ConnectionConfig, PeerStatus};
-pub use container::{Container, ContainerBuilder, DEFAULT_TIMEOUT, TRACING_TARGET};
+pub use container::{Container, ContainerBuilder, DEFAULT_TIMEOUT, LogLevels, TRACING_TARGET};
 pub use context::Context;
 pub use error::{BoxError, Error, NotConnectedReason, Result};
 pub use event::{Event, EventSystem};

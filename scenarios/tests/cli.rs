@@ -197,3 +197,40 @@ async fn config_list_and_help() {
     let unknown = cluster.run(&["help", "nosuch"]).await;
     assert_eq!(unknown.code, 9);
 }
+
+/// Records the log level changes asked of it.
+#[derive(Debug, Default)]
+struct Recorded(std::sync::Mutex<Vec<(String, String, Duration)>>);
+
+impl lymph::LogLevels for Recorded {
+    fn change(&self, target: &str, level: &str, period: Duration) -> Result<(), String> {
+        self.0.lock().unwrap().push((target.to_owned(), level.to_owned(), period));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn change_loglevel_reaches_every_instance() {
+    let cluster = Cluster::new().await;
+    let recorded = std::sync::Arc::new(Recorded::default());
+    let _second = Container::builder()
+        .network(&cluster.network)
+        .interface(Echo::default())
+        .log_levels(recorded.clone())
+        .start()
+        .await
+        .unwrap();
+    // Two echo instances: the first has no way to change its levels, the second records.
+    let outcome = cluster.run(&["change-loglevel", "echo", "-n", "scenarios::echo", "-l", "debug", "-p", "5"]).await;
+    assert_eq!(outcome.code, 8, "{}{}", outcome.out, outcome.err);
+    assert!(outcome.out.contains("cannot be changed"), "{}", outcome.out);
+    assert_eq!(outcome.out.lines().count(), 2, "{}", outcome.out);
+    assert_eq!(
+        *recorded.0.lock().unwrap(),
+        vec![("scenarios::echo".to_owned(), "DEBUG".to_owned(), Duration::from_secs(5))]
+    );
+
+    let bad = cluster.run(&["change-loglevel", "echo", "-n", "x", "-l", "LOUD"]).await;
+    assert_eq!(bad.code, 8, "{}", bad.err);
+    assert!(bad.out.contains("unknown loglevel"), "{}", bad.out);
+}

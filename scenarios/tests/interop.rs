@@ -344,6 +344,11 @@ async fn the_rust_command_line_works_against_python_services() -> Result {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("rpc echo.upper(text)") && out.contains("rpc lymph.ping"), "{out}");
 
+    // Python's lymph.change_loglevel takes the same arguments.
+    let (code, out, err) = rust_cli(&["change-loglevel", "echo", "-n", "lymph", "-l", "DEBUG", "-p", "1"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&endpoint), "{out}");
+
     let id = unique("cli");
     let (code, _, err) = rust_cli(&["emit", "interop.cli", &format!(r#"{{"id": "{id}"}}"#)]).await;
     assert_eq!(code, 0, "{err}");

@@ -42,7 +42,10 @@ pub(crate) async fn run(run: &mut Run<'_>, args: &Args, worker: bool) -> Result<
         .map(|name| name.trim().to_owned())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "localhost".to_owned());
-    builder = builder.log_endpoint(publisher.endpoint()).host(ip, hostname.clone(), hostname);
+    builder = builder
+        .log_endpoint(publisher.endpoint())
+        .host(ip, hostname.clone(), hostname)
+        .log_levels(std::sync::Arc::new(crate::log_stream::Levels));
     let container = builder.start().await.map_err(|e| {
         Failure::from(crate::app::AppError::Start { what: format!("starting {}", config.file()), source: e })
     })?;

@@ -16,6 +16,7 @@ mod help;
 mod inspect;
 mod instance;
 mod list;
+mod loglevel;
 mod node;
 mod request;
 mod subscribe;
@@ -72,6 +73,7 @@ enum Command {
     Tail(tail::Args),
     Trace(trace::Args),
     Config(config::Args),
+    ChangeLoglevel(loglevel::Args),
     List(list::Args),
     Help(help::Args),
 }
@@ -244,6 +246,7 @@ where
         Command::Tail(args) => tail::run(&mut run, &args).await,
         Command::Trace(args) => trace::run(&mut run, &args).await,
         Command::Config(args) => config::run(&mut run, &args),
+        Command::ChangeLoglevel(args) => loglevel::run(&mut run, &args).await,
         Command::List(args) => list::run(&mut run, &args),
         Command::Help(args) => help::run(&mut run, &args),
     };
@@ -271,8 +274,10 @@ fn init_logging(global: &Global) -> Result<(), String> {
         "ERROR" | "CRITICAL" => "error".to_owned(),
         _ => global.loglevel.clone(),
     };
+    let base = filter;
     let filter =
-        tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| format!("--loglevel {}: {e}", global.loglevel))?;
+        tracing_subscriber::EnvFilter::try_new(&base).map_err(|e| format!("--loglevel {}: {e}", global.loglevel))?;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let output = match &global.logfile {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
@@ -288,6 +293,10 @@ fn init_logging(global: &Global) -> Result<(), String> {
         }
     };
     // A subscriber set already (a second command in one process, e.g. in tests) is kept.
-    let _ = tracing_subscriber::registry().with(filter).with(output).with(crate::log_stream::LogStreamLayer).try_init();
+    let installed =
+        tracing_subscriber::registry().with(filter).with(output).with(crate::log_stream::LogStreamLayer).try_init();
+    if installed.is_ok() {
+        crate::log_stream::set_filter(handle, base);
+    }
     Ok(())
 }
