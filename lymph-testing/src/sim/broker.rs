@@ -243,6 +243,10 @@ enum Command {
         request: Request,
         reply: Option<oneshot::Sender<Result<()>>>,
     },
+    /// The subscriber dropped its deliveries: stop consuming.
+    Cancel {
+        sub: u64,
+    },
 }
 
 struct InFlight {
@@ -362,6 +366,15 @@ impl Session for ClientSession {
                 None
             }
             Command::Emit { reply, .. } | Command::Subscribe { reply, .. } if reply.is_closed() => None,
+            Command::Cancel { sub } => {
+                // Disconnected, the subscription is simply not made again.
+                if self.subs.remove(&sub).is_some()
+                    && let Some(out) = out
+                {
+                    self.send(out, Request::Cancel { sub }, InFlight { subscribe: None, reply: None, emit: None });
+                }
+                None
+            }
             command if out.is_none() => Some(command),
             Command::Emit { event, delay, reply } => {
                 let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
@@ -572,10 +585,18 @@ impl EventSystem for SimEvents {
             let sub = self.last_sub.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             let (tx, deliveries) = mpsc::unbounded_channel();
             let (reply, rx) = oneshot::channel();
+            let dropped = tx.clone();
             self.commands
                 .send(Command::Subscribe { sub, subscription, tx, reply })
                 .map_err(|_| Error::transport("the broker session task is gone"))?;
             wire::answer(rx, REQUEST_TIMEOUT, "broker subscribe").await?;
+            // Cancel the consumer as soon as the subscriber lets go, as a RabbitMQ client does,
+            // so the broker stops handing it events that would come back out of order.
+            let commands = self.commands.clone();
+            tokio::spawn(async move {
+                dropped.closed().await;
+                let _ = commands.send(Command::Cancel { sub });
+            });
             Ok(deliveries)
         })
     }
