@@ -15,6 +15,7 @@
 //! myservice tail [-l LEVEL] <service>...                                 # follow the log streams
 //! myservice trace <trace-id> [-n N] [--for S]                            # one trace id, every instance
 //! myservice change-loglevel <service> -n <logger> -l <level> [-p seconds]
+//! myservice top [-i seconds] [-n tables]                               # calls/s, errors, latency, memory
 //! myservice config | list | help [<command>]
 //! ```
 //!

@@ -1,5 +1,5 @@
 //! The built-in `lymph` interface every container serves: `ping`, `status`, `inspect`,
-//! `change_loglevel`.
+//! `get_metrics`, `change_loglevel`.
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -19,6 +19,12 @@ static SPEC: InterfaceSpec = InterfaceSpec {
         MethodSpec { name: "ping", params: &["payload"], help: "Returns `payload`.", raises: &[] },
         MethodSpec { name: "status", params: &[], help: "Returns the container's endpoint and identity.", raises: &[] },
         MethodSpec { name: "inspect", params: &[], help: "Lists the methods of every interface.", raises: &[] },
+        MethodSpec {
+            name: "get_metrics",
+            params: &[],
+            help: "Lists the container's metrics as `[name, value, tags]`.",
+            raises: &[],
+        },
         MethodSpec {
             name: "change_loglevel",
             params: &["qualname", "loglevel", "period"],
@@ -94,6 +100,10 @@ impl Interface for Builtin {
                         }
                     }
                     Ok(encode(&Value::map([("methods", Value::Array(methods))])))
+                }
+                "get_metrics" => {
+                    args::<NoArgs>(method, body)?;
+                    Ok(encode(&ctx.shared().metrics_series()))
                 }
                 "change_loglevel" => {
                     let LogLevelArgs { qualname, loglevel, period } = args(method, body)?;

@@ -117,6 +117,7 @@ pub(crate) struct Shared {
     pub(crate) log_levels: Option<Arc<dyn LogLevels>>,
     pub(crate) shutdown: Latch,
     in_flight: InFlight,
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl fmt::Debug for Shared {
@@ -130,6 +131,13 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// The container's metrics in lymph's `[name, value, tags]` form.
+    pub(crate) fn metrics_series(&self) -> Value {
+        let connections = self.peers.lock().expect("peers lock").endpoints().len();
+        let in_flight = self.in_flight.count.load(Ordering::Acquire);
+        self.metrics.series(connections, in_flight, &[("identity", &self.identity), ("endpoint", &self.endpoint)])
+    }
+
     /// A fresh 32-hex id (message ids, trace ids) from the container's seeded generator.
     pub(crate) fn new_id(&self) -> String {
         let n: u128 = self.rng.lock().expect("rng lock").random();
@@ -492,6 +500,7 @@ impl ContainerBuilder {
             worker: self.worker,
             host: self.host,
             log_levels: self.log_levels,
+            metrics: crate::metrics::Metrics::default(),
             shutdown: Latch::new(),
             in_flight: InFlight::default(),
         });
@@ -808,6 +817,14 @@ async fn handle_request(shared: Arc<Shared>, source: String, request: Message, _
         }
     };
     let duration = started.elapsed();
+    if !heartbeat {
+        let error = match kind {
+            MessageKind::Error => Some("ERROR"),
+            MessageKind::Nack => Some("NACK"),
+            _ => None,
+        };
+        shared.metrics.request(&request.subject, duration, error);
+    }
     span.in_scope(|| {
         if heartbeat {
             tracing::debug!(target: TRACING_TARGET, ?duration, %kind, "handled");
@@ -908,6 +925,7 @@ pub(crate) async fn handle_delivery(
         Ok(Err(error)) => Some(error.to_string()),
         Err(panic) => Some(format!("panic: {}", panic_message(&panic))),
     };
+    shared.metrics.event(&event.event_type, handler.name, failure.is_some());
     let settled = match failure {
         None => acker.ack().await,
         Some(failure) => {

@@ -22,6 +22,7 @@ mod container;
 mod context;
 mod error;
 mod latch;
+mod metrics;
 mod proxy;
 mod serial;
 

@@ -234,3 +234,43 @@ async fn change_loglevel_reaches_every_instance() {
     assert_eq!(bad.code, 8, "{}", bad.err);
     assert!(bad.out.contains("unknown loglevel"), "{}", bad.out);
 }
+
+/// `[name, value, tags]` entries of `series` named `name` whose tag `key` is `value`.
+fn metric(series: &Value, name: &str, key: &str, value: &str) -> Option<Value> {
+    let Value::Array(entries) = series else { return None };
+    entries.iter().find_map(|entry| {
+        let Value::Array(parts) = entry else { return None };
+        (parts[0].as_str() == Some(name) && parts[2].get(key).and_then(Value::as_str) == Some(value))
+            .then(|| parts[1].clone())
+    })
+}
+
+#[tokio::test]
+async fn get_metrics_counts_known_traffic_and_top_shows_it() {
+    let cluster = Cluster::new().await;
+    for text in ["a", "b", "c"] {
+        let upper = cluster.run(&["request", "echo.upper", &format!(r#"{{"text": "{text}"}}"#)]).await;
+        assert_eq!(upper.code, 0, "{}", upper.err);
+    }
+    let fail = cluster.run(&["request", "echo.fail", r#"{"message": "x"}"#]).await;
+    assert_eq!(fail.code, 8);
+    let listener = cluster.listener.clone();
+    eventually("three events handled", Duration::from_secs(5), move || listener.received().len() == 3).await.unwrap();
+
+    let client = Container::builder().network(&cluster.network).start().await.unwrap();
+    let echo = client.proxy("echo").namespace("lymph");
+    let series: Value = echo.call("get_metrics", &Value::Map(Vec::new())).await.unwrap();
+    assert_eq!(metric(&series, "rpc", "subject", "echo.upper"), Some(Value::Int(3)), "{series}");
+    assert_eq!(metric(&series, "rpc", "subject", "echo.fail"), Some(Value::Int(1)));
+    assert_eq!(metric(&series, "rpc.error_count", "kind", "ERROR"), Some(Value::Int(1)));
+    assert!(matches!(metric(&series, "rpc.duration_ms", "subject", "echo.upper"), Some(Value::F64(ms)) if ms >= 0.0));
+    let listening = client.proxy("listener").namespace("lymph");
+    let series: Value = listening.call("get_metrics", &Value::Map(Vec::new())).await.unwrap();
+    assert_eq!(metric(&series, "events", "handler", "on_uppercase"), Some(Value::Int(3)), "{series}");
+
+    let top = cluster.run(&["top", "-i", "0.2", "-n", "1"]).await;
+    assert_eq!(top.code, 0, "{}", top.err);
+    let lines: Vec<&str> = top.out.lines().collect();
+    assert!(lines[0].starts_with("ENDPOINT") && lines[0].contains("CALLS/S"), "{}", top.out);
+    assert!(lines.iter().any(|l| l.starts_with("mock://127.0.0.1:1") && l.contains("echo")), "{}", top.out);
+}

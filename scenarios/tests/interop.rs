@@ -344,6 +344,11 @@ async fn the_rust_command_line_works_against_python_services() -> Result {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("rpc echo.upper(text)") && out.contains("rpc lymph.ping"), "{out}");
 
+    // Python's lymph.get_metrics feeds `top` too (calls only).
+    let (code, out, err) = rust_cli(&["top", "-i", "0.3", "-n", "1"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with(&endpoint) && l.contains("echo")), "{out}");
+
     // Python's lymph.change_loglevel takes the same arguments.
     let (code, out, err) = rust_cli(&["change-loglevel", "echo", "-n", "lymph", "-l", "DEBUG", "-p", "1"]).await;
     assert_eq!(code, 0, "{out}{err}");

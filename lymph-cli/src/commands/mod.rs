@@ -21,6 +21,7 @@ mod node;
 mod request;
 mod subscribe;
 mod tail;
+mod top;
 mod trace;
 
 /// lymph's options of every command.
@@ -72,6 +73,7 @@ enum Command {
     Subscribe(subscribe::Args),
     Tail(tail::Args),
     Trace(trace::Args),
+    Top(top::Args),
     Config(config::Args),
     ChangeLoglevel(loglevel::Args),
     List(list::Args),
@@ -245,6 +247,7 @@ where
         Command::Subscribe(args) => subscribe::run(&mut run, &args).await,
         Command::Tail(args) => tail::run(&mut run, &args).await,
         Command::Trace(args) => trace::run(&mut run, &args).await,
+        Command::Top(args) => top::run(&mut run, &args).await,
         Command::Config(args) => config::run(&mut run, &args),
         Command::ChangeLoglevel(args) => loglevel::run(&mut run, &args).await,
         Command::List(args) => list::run(&mut run, &args),
