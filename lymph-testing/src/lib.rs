@@ -37,7 +37,7 @@ pub use case::{MockFn, MockReply, MultiServiceTestCase, RpcCall, ServiceTestCase
 pub use cluster::{Cluster, Embedded};
 #[cfg(feature = "real-infra")]
 pub use real::Real;
-pub use runner::{DETERMINISM_VAR, NUM_VAR, RunReport, Runner, SEED_VAR, TestOutcome};
+pub use runner::{BASE_SEED_VAR, DETERMINISM_VAR, NUM_VAR, RunReport, Runner, SEED_VAR, TestOutcome};
 pub use timeline::{Direction, Entry, RenderOptions, Timeline};
 pub use wait::{eventually, for_a_while};
 pub use world::{BROKER_HOST, REGISTRY_HOST, SERVICE_PORT, TEST_HOST, World};

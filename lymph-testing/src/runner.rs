@@ -18,6 +18,10 @@ pub const SEED_VAR: &str = "LYMPH_TEST_SEED";
 pub const NUM_VAR: &str = "LYMPH_TEST_NUM";
 /// The environment variable that turns on the determinism check (`1`).
 pub const DETERMINISM_VAR: &str = "LYMPH_TEST_CHECK_DETERMINISM";
+/// The environment variable that fixes the first seed of every sweep (the others follow from
+/// it), so that a sweep runs the same seeds each time, as CI does; without it each run draws new
+/// ones.
+pub const BASE_SEED_VAR: &str = "LYMPH_TEST_BASE_SEED";
 
 /// What a test body may return: `()` or a `Result` whose error fails the test.
 pub trait TestOutcome {
@@ -141,7 +145,10 @@ impl Runner {
             Some(seed) => (seed, 1),
             None => {
                 let count = std::env::var(NUM_VAR).ok().and_then(|n| n.trim().parse().ok()).unwrap_or(self.seeds);
-                (self.seed.unwrap_or_else(rand::random), count)
+                let env_base = std::env::var(BASE_SEED_VAR).ok().map(|s| {
+                    s.trim().parse::<u64>().unwrap_or_else(|_| panic!("{BASE_SEED_VAR}={s:?} is not a number"))
+                });
+                (self.seed.or(env_base).unwrap_or_else(rand::random), count)
             }
         };
         for index in 0..count {

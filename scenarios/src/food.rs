@@ -119,15 +119,20 @@ pub struct Orders {
 #[lymph::interface(name = "order")]
 impl Orders {
     /// Creates and charges an order, and starts its deadline.
+    ///
+    /// The deadline goes to the broker before the order is stored: whatever happens next (the
+    /// `order.created` emit fails, this instance crashes), a stored order is cancelled and
+    /// refunded at its deadline if nothing else moves it. Storing first could leave an order
+    /// placed for ever, which the fault sweep found (`a_crash_between_storing_and_emitting...`).
     #[rpc]
     async fn create(&self, ctx: &Context, customer: String, dish: String) -> Result<String> {
         let order = ctx.with_rng(|rng| format!("{:08x}", rand::Rng::random::<u32>(rng)));
+        ctx.emit_delayed("order.deadline", json!({ "order": order }), DEADLINE).await?;
         self.store.with(|s| {
             s.orders.insert(order.clone(), Status::Placed);
             *s.charges.entry(order.clone()).or_default() += 1;
         });
         ctx.emit("order.created", json!({ "order": order, "customer": customer, "dish": dish })).await?;
-        ctx.emit_delayed("order.deadline", json!({ "order": order }), DEADLINE).await?;
         Ok(order)
     }
 

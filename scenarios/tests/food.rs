@@ -59,3 +59,23 @@ async fn a_broker_restart_can_leave_orders_stuck(world: World) -> Result {
     let verdict = summary.verdict.clone().err().unwrap_or_default();
     check(verdict.contains("is stuck"), format!("expected stuck orders: {summary}"))
 }
+
+/// The schedule and seed the 100-seed sweep once failed on (with the sweep's 10 ms tick):
+/// order-1 was cut off from the broker while it placed an order, then restarted. The order was
+/// stored before its events went out and stayed placed for ever; the deadline now goes out first.
+#[test]
+fn a_crash_between_storing_and_emitting_leaves_no_order_stuck() {
+    Runner::new(
+        "food::a_crash_between_storing_and_emitting_leaves_no_order_stuck",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_CRATE_NAME"),
+    )
+    .seed(15_376_991_004_411_174_123)
+    .tick(Duration::from_millis(10))
+    .run(|world: World| async move {
+        let schedule =
+            Schedule::new().partition(163, "order-1", "broker", 755).crash(1287, "order-2").restart(1617, "order-1");
+        let summary = food::run(&world, 8, &schedule).await?;
+        check(summary.verdict.is_ok(), format!("{summary}"))
+    });
+}
