@@ -874,6 +874,16 @@ async fn heartbeat(shared: Arc<Shared>) {
     }
 }
 
+/// The next delivery of a subscription, or `None` once the container stops or the subscription
+/// ends.
+pub(crate) async fn next_delivery(shared: &Shared, deliveries: &mut crate::event::Deliveries) -> Option<Delivery> {
+    tokio::select! {
+        biased;
+        () = shared.shutdown.wait() => None,
+        delivery = deliveries.recv() => delivery,
+    }
+}
+
 /// Consumes one event handler's deliveries.
 async fn consume(
     shared: Arc<Shared>,
@@ -882,14 +892,7 @@ async fn consume(
     mut deliveries: crate::event::Deliveries,
 ) {
     loop {
-        let delivery = tokio::select! {
-            biased;
-            () = shared.shutdown.wait() => break,
-            delivery = deliveries.recv() => match delivery {
-                Some(delivery) => delivery,
-                None => break,
-            },
-        };
+        let Some(delivery) = next_delivery(&shared, &mut deliveries).await else { break };
         let guard = shared.track();
         let task = handle_delivery(shared.clone(), installed.clone(), handler, delivery, guard);
         if handler.sequential || handler.once {

@@ -20,11 +20,18 @@ use std::time::Duration;
 
 use crate::Value;
 
+/// What one subject's requests add up to.
+#[derive(Debug, Default)]
+struct Requests {
+    count: u64,
+    duration_us: u64,
+    errors: u64,
+    nacks: u64,
+}
+
 #[derive(Debug, Default)]
 struct Counts {
-    requests: BTreeMap<String, u64>,
-    errors: BTreeMap<(String, &'static str), u64>,
-    duration_us: BTreeMap<String, u64>,
+    requests: BTreeMap<String, Requests>,
     events: BTreeMap<(String, String), u64>,
     failed_events: BTreeMap<(String, String), u64>,
 }
@@ -40,14 +47,21 @@ impl Metrics {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A request for `subject` was handled in `duration`; `error` is its reply kind if it failed.
+    /// A request for `subject` was handled in `duration`; `error` is its reply kind (`ERROR` or
+    /// `NACK`) if it failed.
     pub(crate) fn request(&self, subject: &str, duration: Duration, error: Option<&'static str>) {
         let mut counts = self.counts();
-        *counts.requests.entry(subject.to_owned()).or_default() += 1;
-        *counts.duration_us.entry(subject.to_owned()).or_default() +=
-            u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-        if let Some(kind) = error {
-            *counts.errors.entry((subject.to_owned(), kind)).or_default() += 1;
+        // Known subjects, the usual case, cost no allocation.
+        if !counts.requests.contains_key(subject) {
+            counts.requests.insert(subject.to_owned(), Requests::default());
+        }
+        let Some(requests) = counts.requests.get_mut(subject) else { return };
+        requests.count += 1;
+        requests.duration_us += u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        match error {
+            Some("NACK") => requests.nacks += 1,
+            Some(_) => requests.errors += 1,
+            None => {}
         }
     }
 
@@ -71,20 +85,19 @@ impl Metrics {
         let count = |n: u64| Value::from(i64::try_from(n).unwrap_or(i64::MAX));
         let counts = self.counts();
         let mut series = Vec::new();
-        for (subject, n) in &counts.requests {
-            series.push(entry("rpc", count(*n), vec![("subject", Value::from(subject.as_str()))]));
-        }
-        for ((subject, kind), n) in &counts.errors {
-            series.push(entry(
-                "rpc.error_count",
-                count(*n),
-                vec![("subject", Value::from(subject.as_str())), ("kind", Value::from(*kind))],
-            ));
-        }
-        for (subject, us) in &counts.duration_us {
+        for (subject, requests) in &counts.requests {
+            let tag = || vec![("subject", Value::from(subject.as_str()))];
+            series.push(entry("rpc", count(requests.count), tag()));
+            for (kind, n) in [("ERROR", requests.errors), ("NACK", requests.nacks)] {
+                if n > 0 {
+                    let mut tags = tag();
+                    tags.push(("kind", Value::from(kind)));
+                    series.push(entry("rpc.error_count", count(n), tags));
+                }
+            }
             #[allow(clippy::cast_precision_loss)]
-            let ms = *us as f64 / 1000.0;
-            series.push(entry("rpc.duration_ms", Value::F64(ms), vec![("subject", Value::from(subject.as_str()))]));
+            let ms = requests.duration_us as f64 / 1000.0;
+            series.push(entry("rpc.duration_ms", Value::F64(ms), tag()));
         }
         for ((event_type, handler), n) in &counts.events {
             let own =

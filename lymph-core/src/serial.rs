@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use md5::{Digest, Md5};
 use tokio::task::JoinHandle;
 
-use crate::container::{Installed, Shared, TRACING_TARGET, handle_delivery};
+use crate::container::{Installed, Shared, TRACING_TARGET, handle_delivery, next_delivery};
 use crate::event::{Acknowledge, Deliveries, Delivery, Subscription};
 use crate::interface::{EventHandlerSpec, SerialSpec};
 use crate::{Event, Result, Value};
@@ -70,14 +70,7 @@ async fn push_loop(
     mut deliveries: Deliveries,
 ) {
     loop {
-        let delivery = tokio::select! {
-            biased;
-            () = shared.shutdown.wait() => break,
-            delivery = deliveries.recv() => match delivery {
-                Some(delivery) => delivery,
-                None => break,
-            },
-        };
+        let Some(delivery) = next_delivery(&shared, &mut deliveries).await else { break };
         let Delivery { event, acker } = delivery;
         let partition = partition_of(&key_of(&event, serial.key), serial.partitions);
         let trace_id = event.trace_id().map(str::to_owned).unwrap_or_else(|| shared.new_id());
@@ -243,14 +236,7 @@ async fn consume_partition(
     mut deliveries: Deliveries,
 ) {
     loop {
-        let delivery = tokio::select! {
-            biased;
-            () = shared.shutdown.wait() => break,
-            delivery = deliveries.recv() => match delivery {
-                Some(delivery) => delivery,
-                None => break,
-            },
-        };
+        let Some(delivery) = next_delivery(&shared, &mut deliveries).await else { break };
         let Delivery { event: wrapper, acker } = delivery;
         let event = match wrapper.get("event").cloned().map(Event::from_value) {
             Some(Ok(event)) => event,
