@@ -48,17 +48,56 @@ impl Cluster for World {
     }
 }
 
+/// The named running instances of a cluster.
+#[derive(Clone, Default)]
+pub(crate) struct Instances(Rc<RefCell<BTreeMap<String, Container>>>);
+
+impl Instances {
+    /// An error when an instance named `name` runs already.
+    pub(crate) fn check_free(&self, name: &str) -> Result<(), Error> {
+        if self.0.borrow().contains_key(name) {
+            return Err(Error::Config(format!("an instance named {name:?} exists already")));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn insert(&self, name: &str, container: Container) {
+        self.0.borrow_mut().insert(name.to_owned(), container);
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Container> {
+        self.0.borrow().get(name).cloned()
+    }
+
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.0.borrow().keys().cloned().collect()
+    }
+
+    #[cfg(feature = "real-infra")]
+    pub(crate) fn all(&self) -> Vec<Container> {
+        self.0.borrow().values().cloned().collect()
+    }
+
+    /// Stops the instance `name` gracefully and forgets it.
+    pub(crate) async fn stop(&self, name: &str) -> Result<(), Error> {
+        let container = self.0.borrow_mut().remove(name);
+        let container = container.ok_or_else(|| Error::Config(format!("no instance named {name:?}")))?;
+        container.stop().await;
+        Ok(())
+    }
+}
+
 /// The embedded backends as a [`Cluster`]: every instance is a container on one in-process
 /// [`MemoryNetwork`].
 #[derive(Clone, Default)]
 pub struct Embedded {
     network: MemoryNetwork,
-    instances: Rc<RefCell<BTreeMap<String, Container>>>,
+    instances: Instances,
 }
 
 impl fmt::Debug for Embedded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Embedded").field("instances", &self.instances.borrow().keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Embedded").field("instances", &self.instances.names()).finish()
     }
 }
 
@@ -75,7 +114,7 @@ impl Embedded {
 
     /// The container of instance `name`.
     pub fn container(&self, name: &str) -> Option<Container> {
-        self.instances.borrow().get(name).cloned()
+        self.instances.get(name)
     }
 }
 
@@ -86,22 +125,15 @@ impl Cluster for Embedded {
         factory: Box<dyn Fn() -> ContainerBuilder>,
     ) -> LocalBoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            if self.instances.borrow().contains_key(name) {
-                return Err(Error::Config(format!("an instance named {name:?} exists already")));
-            }
+            self.instances.check_free(name)?;
             let container = factory().network(&self.network).start().await?;
-            self.instances.borrow_mut().insert(name.to_owned(), container);
+            self.instances.insert(name, container);
             Ok(())
         })
     }
 
     fn stop<'a>(&'a self, name: &'a str) -> LocalBoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
-            let container = self.instances.borrow_mut().remove(name);
-            let container = container.ok_or_else(|| Error::Config(format!("no instance named {name:?}")))?;
-            container.stop().await;
-            Ok(())
-        })
+        Box::pin(self.instances.stop(name))
     }
 
     fn client(&self) -> LocalBoxFuture<'_, Result<Container, Error>> {

@@ -8,7 +8,6 @@
 //! `LYMPH_TEST_AMQP`, the latter without a virtual host).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::process::Command;
 
@@ -17,13 +16,14 @@ use lymph_core::{Container, ContainerBuilder, Error};
 use lymph_transports::{AmqpConfig, AmqpEvents, ZkConfig, ZkRegistry, ZmqRpc};
 
 use crate::Cluster;
+use crate::cluster::Instances;
 
 /// A cluster on real ZeroMQ, RabbitMQ and ZooKeeper, in a namespace of its own.
 pub struct Real {
     namespace: String,
     zookeeper: String,
     amqp: String,
-    instances: RefCell<BTreeMap<String, Container>>,
+    instances: Instances,
     clients: RefCell<Vec<Container>>,
 }
 
@@ -32,7 +32,7 @@ impl fmt::Debug for Real {
         f.debug_struct("Real")
             .field("zookeeper", &self.zookeeper)
             .field("amqp", &self.amqp)
-            .field("instances", &self.instances.borrow().keys().collect::<Vec<_>>())
+            .field("instances", &self.instances.names())
             .finish()
     }
 }
@@ -71,7 +71,7 @@ impl Real {
             zookeeper: format!("{zookeeper}/{namespace}"),
             amqp: format!("{amqp}/{namespace}"),
             namespace,
-            instances: RefCell::default(),
+            instances: Instances::default(),
             clients: RefCell::default(),
         })
     }
@@ -88,7 +88,7 @@ impl Real {
 
     /// The container of instance `name`.
     pub fn container(&self, name: &str) -> Option<Container> {
-        self.instances.borrow().get(name).cloned()
+        self.instances.get(name)
     }
 
     /// Puts the cluster's backends into `builder`: a ZeroMQ endpoint on loopback, a RabbitMQ
@@ -105,7 +105,7 @@ impl Real {
 
     /// Stops every container gracefully and removes the namespace.
     pub async fn shutdown(self) {
-        let instances: Vec<Container> = self.instances.borrow_mut().values().cloned().collect();
+        let instances = self.instances.all();
         let clients: Vec<Container> = self.clients.borrow_mut().drain(..).collect();
         for container in instances.iter().chain(&clients) {
             container.stop().await;
@@ -129,22 +129,15 @@ impl Cluster for Real {
         factory: Box<dyn Fn() -> ContainerBuilder>,
     ) -> LocalBoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            if self.instances.borrow().contains_key(name) {
-                return Err(Error::Config(format!("an instance named {name:?} exists already")));
-            }
+            self.instances.check_free(name)?;
             let container = self.connect(factory()).await?.start().await?;
-            self.instances.borrow_mut().insert(name.to_owned(), container);
+            self.instances.insert(name, container);
             Ok(())
         })
     }
 
     fn stop<'a>(&'a self, name: &'a str) -> LocalBoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
-            let container = self.instances.borrow_mut().remove(name);
-            let container = container.ok_or_else(|| Error::Config(format!("no instance named {name:?}")))?;
-            container.stop().await;
-            Ok(())
-        })
+        Box::pin(self.instances.stop(name))
     }
 
     fn client(&self) -> LocalBoxFuture<'_, Result<Container, Error>> {
