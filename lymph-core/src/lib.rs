@@ -48,6 +48,6 @@ pub use interface::{Client, Interface};
 pub use latch::Latch;
 pub use message::{Headers, Message, MessageKind};
 pub use proxy::{Deferred, Proxy};
-pub use registry::{Registry, ServiceInstance};
+pub use registry::{Registry, ServiceInstance, WebInstance};
 pub use rpc::RpcTransport;
 pub use value::Value;

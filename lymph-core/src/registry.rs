@@ -69,6 +69,28 @@ impl ServiceInstance {
     }
 }
 
+/// A web interface's registration in lymph's `http` namespace (ZooKeeper:
+/// `/http/<name>/<id>`), next to its registration as a service: where its HTTP server listens.
+///
+/// The fields and their order are those lymph 0.15 writes, so Python tools read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebInstance {
+    /// The interface instance id, the same as its service registration's.
+    pub id: String,
+    /// The container identity.
+    pub identity: String,
+    /// Always `None`: lymph registers web interfaces without a version.
+    pub version: Option<String>,
+    /// The host's name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// The address the HTTP server listens on.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// The HTTP server's port.
+    pub http_port: u16,
+}
+
 /// The live list of a service's instances, updated by the registry as they come and go.
 pub type InstanceWatch = watch::Receiver<Vec<ServiceInstance>>;
 
@@ -114,4 +136,35 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// [`Error::LookupFailure`](crate::Error::LookupFailure) when the service is not known to the
     /// registry at all, or a transport error when the registry cannot be reached.
     fn watch<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<InstanceWatch>>;
+
+    /// Registers the web interface `instance` of `service` in the `http` namespace; it lasts as
+    /// long as service registrations do.
+    ///
+    /// # Errors
+    ///
+    /// When the registry cannot be reached, or (the default) keeps no web registrations.
+    fn register_web<'a>(&'a self, service: &'a str, instance: WebInstance) -> BoxFuture<'a, Result<()>> {
+        let _ = (service, instance);
+        Box::pin(async { Err(crate::Error::Config("this registry keeps no web registrations".to_owned())) })
+    }
+
+    /// Removes the web registration `id` of `service`; removing an unknown one is not an error.
+    ///
+    /// # Errors
+    ///
+    /// When the registry cannot be reached, or (the default) keeps no web registrations.
+    fn unregister_web<'a>(&'a self, service: &'a str, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        let _ = (service, id);
+        Box::pin(async { Err(crate::Error::Config("this registry keeps no web registrations".to_owned())) })
+    }
+
+    /// The web registrations of `service`, ordered by id; empty when it has none.
+    ///
+    /// # Errors
+    ///
+    /// When the registry cannot be reached, or (the default) keeps no web registrations.
+    fn lookup_web<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Vec<WebInstance>>> {
+        let _ = service;
+        Box::pin(async { Err(crate::Error::Config("this registry keeps no web registrations".to_owned())) })
+    }
 }
