@@ -12,12 +12,18 @@ use futures::future::BoxFuture;
 use lymph_core::event::{Deliveries, Subscription};
 use lymph_core::interface::Interface;
 use lymph_core::memory::{MemoryEvents, MemoryNetwork, MemoryRegistry};
+use lymph_core::web::WebInterface;
 use lymph_core::{Container, ContainerBuilder, Error, Event, EventSystem};
 use lymph_transports::{AmqpConfig, AmqpEvents, ZkConfig, ZkRegistry, ZmqConfig, ZmqRpc};
 
 use crate::config::{Config, ContainerConfig, EventsConfig, RegistryConfig};
 
-type Factory = Arc<dyn Fn() -> Arc<dyn Interface> + Send + Sync>;
+/// What a class name makes: an RPC/event interface or a web interface.
+#[derive(Clone)]
+enum Factory {
+    Interface(Arc<dyn Fn() -> Arc<dyn Interface> + Send + Sync>),
+    Web(Arc<dyn Fn() -> Arc<dyn WebInterface> + Send + Sync>),
+}
 
 /// A service binary: the interfaces it can run, by lymph class name, and its command line.
 #[derive(Clone)]
@@ -88,7 +94,20 @@ impl Application {
         class: impl Into<String>,
         factory: impl Fn() -> I + Send + Sync + 'static,
     ) -> Self {
-        self.classes.insert(class.into(), Arc::new(move || Arc::new(factory()) as Arc<dyn Interface>));
+        let factory = Factory::Interface(Arc::new(move || Arc::new(factory()) as Arc<dyn Interface>));
+        self.classes.insert(class.into(), factory);
+        self
+    }
+
+    /// Makes `class` (such as `web:Gateway`) run the web interface `factory` makes; its
+    /// configuration section sets the port and the rest (see [`lymph_core::web::WebConfig`]).
+    pub fn web<W: WebInterface>(
+        mut self,
+        class: impl Into<String>,
+        factory: impl Fn() -> W + Send + Sync + 'static,
+    ) -> Self {
+        let factory = Factory::Web(Arc::new(move || Arc::new(factory()) as Arc<dyn WebInterface>));
+        self.classes.insert(class.into(), factory);
         self
     }
 
@@ -111,14 +130,17 @@ impl Application {
                 class: interface.class.clone(),
                 known: self.classes.keys().cloned().collect::<Vec<_>>().join(", "),
             })?;
-            interfaces.push((interface.key, factory(), interface.config));
+            interfaces.push((interface.key, factory.clone(), interface.config));
         }
         let mut builder = match &self.network {
             Some(network) => Container::builder().network(network),
             None => backends(&container, options).await?,
         };
-        for (key, interface, config) in interfaces {
-            builder = builder.interface_arc(key, interface, config);
+        for (key, factory, config) in interfaces {
+            builder = match factory {
+                Factory::Interface(make) => builder.interface_arc(key, make(), config),
+                Factory::Web(make) => builder.web_arc(key, make(), config),
+            };
         }
         Ok(builder.register(!options.isolated))
     }

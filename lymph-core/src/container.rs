@@ -24,9 +24,11 @@ use crate::memory::MemoryNetwork;
 use crate::registry::InstanceWatch;
 use crate::rpc::Inbox;
 use crate::version::{Version, parse_interface_key};
+use crate::web::server::{InstalledWeb, WebService};
+use crate::web::{TcpWebNetwork, WebInterface, WebNetwork};
 use crate::{
     Context, Error, Event, EventSystem, Headers, Latch, Message, MessageKind, Proxy, Registry, Result, RpcTransport,
-    ServiceInstance, Value,
+    ServiceInstance, Value, WebInstance,
 };
 
 /// lymph's default request timeout: 3 s.
@@ -111,6 +113,12 @@ pub(crate) struct Shared {
     peers: Mutex<Peers>,
     watches: Mutex<BTreeMap<String, InstanceWatch>>,
     registrations: Mutex<Vec<(String, String)>>,
+    /// The web interfaces, also among `interfaces`.
+    webs: Vec<Arc<InstalledWeb>>,
+    /// Where web interfaces listen.
+    pub(crate) web_network: Arc<dyn WebNetwork>,
+    /// The `http` namespace registrations, (service, id).
+    web_registrations: Mutex<Vec<(String, String)>>,
     /// Whether this container is a worker (runs tasks only).
     pub(crate) worker: bool,
     host: HostInfo,
@@ -257,6 +265,8 @@ pub struct ContainerBuilder {
     events: Option<Arc<dyn EventSystem>>,
     registry: Option<Arc<dyn Registry>>,
     interfaces: Vec<(Option<String>, Arc<dyn Interface>, Value)>,
+    webs: Vec<(Option<String>, Arc<dyn WebInterface>, Value)>,
+    web_network: Option<Arc<dyn WebNetwork>>,
     seed: Option<u64>,
     timeout: Duration,
     connection: ConnectionConfig,
@@ -316,6 +326,8 @@ impl ContainerBuilder {
             events: None,
             registry: None,
             interfaces: Vec::new(),
+            webs: Vec::new(),
+            web_network: None,
             seed: None,
             timeout: DEFAULT_TIMEOUT,
             connection: ConnectionConfig::default(),
@@ -437,6 +449,26 @@ impl ContainerBuilder {
         self
     }
 
+    /// Installs the web interface `interface` under its default name, with the default settings.
+    pub fn web(mut self, interface: impl WebInterface) -> Self {
+        self.webs.push((None, Arc::new(interface), Value::Nil));
+        self
+    }
+
+    /// Installs the web interface `interface` under `key` (`name` or `name@X.Y.Z`) with its
+    /// configuration section (`port`, `healthcheck`, `tracing`, ...: see
+    /// [`WebConfig`](crate::web::WebConfig)).
+    pub fn web_arc(mut self, key: impl Into<String>, interface: Arc<dyn WebInterface>, config: Value) -> Self {
+        self.webs.push((Some(key.into()), interface, config));
+        self
+    }
+
+    /// Serves web interfaces on `network` instead of TCP on the container's IP (or loopback).
+    pub fn web_network(mut self, network: Arc<dyn WebNetwork>) -> Self {
+        self.web_network = Some(network);
+        self
+    }
+
     /// Makes the container a worker (lymph's `lymph worker`): it hosts only the interfaces that
     /// have tasks, each under `<name>.worker`, consumes only their tasks, and registers as a
     /// worker. A container that is not a worker consumes every event handler but tasks.
@@ -479,6 +511,25 @@ impl ContainerBuilder {
             }
             slot.push(Arc::new(Installed::new(name, version, interface, config, false)));
         }
+        // Web interfaces are services too (without methods), as in lymph; workers have none.
+        let mut webs = Vec::new();
+        for (key, interface, config) in if self.worker { Vec::new() } else { self.webs } {
+            let (name, version) = match key {
+                Some(key) => parse_interface_key(&key)?,
+                None => (interface.name().to_owned(), None),
+            };
+            let slot = interfaces.entry(name.clone()).or_default();
+            if slot.iter().any(|i| i.version == version) {
+                return Err(Error::Config(format!("interface {name:?} is installed twice with the same version")));
+            }
+            let installed = Arc::new(Installed::new(name, version, Arc::new(WebService), config, false));
+            webs.push(Arc::new(InstalledWeb::new(installed.clone(), interface)?));
+            slot.push(installed);
+        }
+        let has_services = has_services || !webs.is_empty();
+        let web_network = self.web_network.unwrap_or_else(|| {
+            Arc::new(self.host.ip.as_deref().map_or_else(TcpWebNetwork::default, TcpWebNetwork::new))
+        });
 
         let (endpoint, inbox) = rpc.bind().await?;
         let identity = container_identity(&endpoint);
@@ -497,6 +548,9 @@ impl ContainerBuilder {
             peers: Mutex::new(Peers::default()),
             watches: Mutex::new(BTreeMap::new()),
             registrations: Mutex::new(Vec::new()),
+            webs,
+            web_network,
+            web_registrations: Mutex::new(Vec::new()),
             worker: self.worker,
             host: self.host,
             log_levels: self.log_levels,
@@ -628,6 +682,25 @@ impl Container {
         self.shared.peer_status(endpoint)
     }
 
+    /// Where the web interface `name` listens, once the container has started.
+    pub fn web_addr(&self, name: &str) -> Option<std::net::SocketAddr> {
+        self.shared.webs.iter().find(|web| web.installed.name == name).and_then(|web| web.addr())
+    }
+
+    /// The web registrations of `service` (lymph's `http` namespace).
+    ///
+    /// # Errors
+    ///
+    /// When the registry cannot be reached.
+    pub async fn lookup_web(&self, service: &str) -> Result<Vec<WebInstance>> {
+        self.shared.registry.lookup_web(service).await
+    }
+
+    /// Where this container's web interfaces listen and clients connect to them.
+    pub fn web_network(&self) -> Arc<dyn WebNetwork> {
+        self.shared.web_network.clone()
+    }
+
     /// Whether the container still runs.
     pub fn is_running(&self) -> bool {
         self.shared.is_running()
@@ -643,6 +716,12 @@ impl Container {
             for (service, id) in registrations {
                 if let Err(error) = shared.registry.unregister(&service, &id).await {
                     tracing::warn!(target: TRACING_TARGET, %error, service, "could not unregister");
+                }
+            }
+            let registrations = std::mem::take(&mut *shared.web_registrations.lock().expect("registrations lock"));
+            for (service, id) in registrations {
+                if let Err(error) = shared.registry.unregister_web(&service, &id).await {
+                    tracing::warn!(target: TRACING_TARGET, %error, service, "could not unregister the web interface");
                 }
             }
             for installed in shared.interfaces.values().flatten() {
@@ -698,7 +777,24 @@ impl Container {
                 tokio::spawn(consume(shared.clone(), installed.clone(), handler, deliveries));
             }
         }
+        let mut listening = Vec::new();
+        for web in &shared.webs {
+            listening.push((web.clone(), crate::web::server::start(shared, web).await?));
+        }
         if register {
+            for (web, addr) in listening {
+                let instance = WebInstance {
+                    id: web.installed.instance_id(&shared.identity),
+                    identity: shared.identity.clone(),
+                    version: None,
+                    hostname: shared.host.hostname.clone(),
+                    ip: Some(addr.ip().to_string()),
+                    http_port: addr.port(),
+                };
+                let (service, id) = (web.installed.name.clone(), instance.id.clone());
+                shared.registry.register_web(&service, instance).await?;
+                shared.web_registrations.lock().expect("registrations lock").push((service, id));
+            }
             for installed in shared.interfaces.values().flatten() {
                 let mut instance = ServiceInstance::new(
                     installed.instance_id(&shared.identity),
@@ -835,7 +931,7 @@ async fn handle_request(shared: Arc<Shared>, source: String, request: Message, _
     shared.reply(&source, &request, kind, headers, body).await;
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -11,6 +11,7 @@
 //! - [`memory`]: the embedded (in-process) backends of the three seams.
 //! - [`Container`], [`Context`], [`Proxy`]: serving interfaces and calling services, above the seams.
 //! - [`interface`]: what `#[lymph::interface]` generates; [`version`]: interface versions.
+//! - [`web`]: web interfaces (HTTP on axum), their network seam and an HTTP client.
 //!
 //! # Feature flags
 //!
@@ -37,6 +38,7 @@ pub mod rpc;
 pub mod types;
 pub mod value;
 pub mod version;
+pub mod web;
 
 pub use builtin::LYMPH_VERSION;
 pub use connection::{ConnectionConfig, PeerStatus};

@@ -10,6 +10,8 @@
 //! | `rpc.in_flight` | | requests and events being handled now |
 //! | `events` | `event_type`, `handler` | events handled |
 //! | `events.failed` | `event_type`, `handler` | events whose handler failed |
+//! | `http.requests` | `interface`, `method`, `status` | HTTP requests answered by web interfaces |
+//! | `http.duration_ms` | `interface` | their total handling time in milliseconds |
 //! | `process.memory.rss` | | resident memory of the process in bytes (Linux) |
 //!
 //! Every entry also carries the container's `identity` and `endpoint` tags.
@@ -34,6 +36,10 @@ struct Counts {
     requests: BTreeMap<String, Requests>,
     events: BTreeMap<(String, String), u64>,
     failed_events: BTreeMap<(String, String), u64>,
+    /// HTTP requests by (interface, method, status).
+    http: BTreeMap<(String, String, u16), u64>,
+    /// HTTP handling time by interface, in microseconds.
+    http_duration_us: BTreeMap<String, u64>,
 }
 
 /// The counters of one container.
@@ -75,6 +81,14 @@ impl Metrics {
         *counts.events.entry(key).or_default() += 1;
     }
 
+    /// An HTTP request to the web interface `interface` was answered with `status`.
+    pub(crate) fn http(&self, interface: &str, method: &str, status: u16, duration: Duration) {
+        let mut counts = self.counts();
+        *counts.http.entry((interface.to_owned(), method.to_owned(), status)).or_default() += 1;
+        *counts.http_duration_us.entry(interface.to_owned()).or_default() +=
+            u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    }
+
     /// The metrics in lymph's form, with the gauges given and `tags` on every entry.
     pub(crate) fn series(&self, connections: usize, in_flight: usize, tags: &[(&str, &str)]) -> Value {
         let entry = |name: &str, value: Value, own: Vec<(&str, Value)>| {
@@ -109,6 +123,23 @@ impl Metrics {
                 vec![("event_type", Value::from(event_type.as_str())), ("handler", Value::from(handler.as_str()))];
             series.push(entry("events.failed", count(*n), own));
         }
+        for ((interface, method, status), n) in &counts.http {
+            let own = vec![
+                ("interface", Value::from(interface.as_str())),
+                ("method", Value::from(method.as_str())),
+                ("status", Value::from(i64::from(*status))),
+            ];
+            series.push(entry("http.requests", count(*n), own));
+        }
+        for (interface, us) in &counts.http_duration_us {
+            #[allow(clippy::cast_precision_loss)]
+            let ms = *us as f64 / 1000.0;
+            series.push(entry(
+                "http.duration_ms",
+                Value::F64(ms),
+                vec![("interface", Value::from(interface.as_str()))],
+            ));
+        }
         series.push(entry("rpc.connection_count", count(connections as u64), Vec::new()));
         series.push(entry("rpc.in_flight", count(in_flight as u64), Vec::new()));
         if let Some(rss) = resident_memory() {
@@ -123,4 +154,97 @@ fn resident_memory() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+/// The counters among the metrics; the others are gauges.
+const COUNTERS: &[&str] =
+    &["rpc", "rpc.error_count", "rpc.duration_ms", "events", "events.failed", "http.requests", "http.duration_ms"];
+
+/// Metrics in lymph's `[name, value, tags]` form as Prometheus text (exposition format 0.0.4):
+/// `rpc.error_count` becomes `lymph_rpc_error_count`, tags become labels, and every family has
+/// its `# TYPE` line. Entries that are not `[name, number, tags]` are left out.
+pub(crate) fn prometheus_text(series: &Value) -> String {
+    use std::fmt::Write as _;
+
+    let mut families: BTreeMap<String, (&str, Vec<String>)> = BTreeMap::new();
+    for entry in series.as_array().unwrap_or_default() {
+        let Some([name, value, tags]) = entry.as_array().and_then(|e| <&[Value; 3]>::try_from(e).ok()) else {
+            continue;
+        };
+        let (Some(name), Some(value)) = (name.as_str(), value.as_f64().or_else(|| value.as_i64().map(|v| v as f64)))
+        else {
+            continue;
+        };
+        let metric = format!("lymph_{}", sanitize(name));
+        let labels: Vec<String> = tags
+            .as_map()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(k, v)| {
+                let value = v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|n| n.to_string()))?;
+                Some(format!("{}=\"{}\"", sanitize(k.as_str()?), escape(&value)))
+            })
+            .collect();
+        let line = if labels.is_empty() {
+            format!("{metric} {value}")
+        } else {
+            format!("{metric}{{{}}} {value}", labels.join(","))
+        };
+        let kind = if COUNTERS.contains(&name) { "counter" } else { "gauge" };
+        families.entry(metric).or_insert_with(|| (kind, Vec::new())).1.push(line);
+    }
+    let mut text = String::new();
+    for (metric, (kind, lines)) in &families {
+        let _ = writeln!(text, "# TYPE {metric} {kind}");
+        for line in lines {
+            let _ = writeln!(text, "{line}");
+        }
+    }
+    text
+}
+
+/// A Prometheus metric or label name: letters, digits and `_`.
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+}
+
+/// A Prometheus label value: `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_one_family_per_name_with_labels_and_types() {
+        let metrics = Metrics::default();
+        metrics.request("echo.upper", Duration::from_millis(2), None);
+        metrics.request("echo.upper", Duration::from_millis(3), Some("NACK"));
+        metrics.http("web", "POST", 200, Duration::from_millis(1));
+        let text = prometheus_text(&metrics.series(1, 0, &[("identity", "ab\"c")]));
+        assert!(
+            text.contains("# TYPE lymph_rpc counter\nlymph_rpc{subject=\"echo.upper\",identity=\"ab\\\"c\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lymph_rpc_error_count{subject=\"echo.upper\",kind=\"NACK\",identity=\"ab\\\"c\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("lymph_rpc_duration_ms{subject=\"echo.upper\",identity=\"ab\\\"c\"} 5\n"), "{text}");
+        assert!(
+            text.contains(
+                "lymph_http_requests{interface=\"web\",method=\"POST\",status=\"200\",identity=\"ab\\\"c\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# TYPE lymph_rpc_connection_count gauge\nlymph_rpc_connection_count{identity=\"ab\\\"c\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("# TYPE lymph_rpc counter").count(), 1);
+    }
 }

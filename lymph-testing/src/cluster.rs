@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use futures::future::LocalBoxFuture;
 use lymph_core::memory::MemoryNetwork;
+use lymph_core::web::WebClient;
 use lymph_core::{Container, ContainerBuilder, Error};
 
 use crate::World;
@@ -28,6 +29,20 @@ pub trait Cluster {
 
     /// A client container that registers nothing.
     fn client(&self) -> LocalBoxFuture<'_, Result<Container, Error>>;
+
+    /// An HTTP client of the web interface `service`: its first instance in the registry's
+    /// `http` namespace, reached over this cluster's network.
+    fn http<'a>(&'a self, service: &'a str) -> LocalBoxFuture<'a, Result<WebClient, Error>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let found = client.lookup_web(service).await;
+            client.stop().await;
+            let instance =
+                found?.into_iter().next().ok_or_else(|| Error::LookupFailure { service: service.to_owned() })?;
+            let ip = instance.ip.ok_or_else(|| Error::Config(format!("web instance {} has no ip", instance.id)))?;
+            Ok(WebClient::new(client.web_network(), ip, instance.http_port))
+        })
+    }
 }
 
 impl Cluster for World {

@@ -4,6 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lymph_core::{Container, ContainerBuilder, Error};
@@ -11,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::sim::{
     DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, MessageFault, MessageFaults, SimEvents, SimHost, SimRegistry, SimRpc,
+    SimWebNetwork,
 };
 use crate::{Entry, Timeline, seed};
 
@@ -175,6 +177,7 @@ impl World {
             .rpc(SimRpc::new(host, 5000 + n))
             .events(SimEvents::connect(&broker_addr(), host)?)
             .registry(SimRegistry::connect(&registry_addr(), host)?)
+            .web_network(Arc::new(SimWebNetwork::new(host)))
             .seed(seed::derive(self.state.seed, &format!("{TEST_HOST}/client-{n}")))
             .start()
             .await
@@ -334,6 +337,7 @@ pub(crate) async fn run_service(
             .rpc(SimRpc::new(&sim_host, SERVICE_PORT))
             .events(SimEvents::connect(&broker_addr(), &sim_host)?)
             .registry(SimRegistry::connect(&registry_addr(), &sim_host)?)
+            .web_network(Arc::new(SimWebNetwork::new(&sim_host)))
             .seed(seed::derive(world_seed, &seed_key))
             .start()
             .await;

@@ -9,19 +9,22 @@
 //! - [`listener`]: the `listener` service, which records the events it handles.
 //! - [`food`]: food ordering over seven hosts, with invariants checked under fault schedules.
 //! - [`talk`]: the talk scenario: two echo instances, a listener and a client.
+//! - [`web`]: the talk's HTTP gateway to `echo` (`web:Gateway`).
 
 pub mod echo;
 pub mod food;
 pub mod listener;
 pub mod talk;
+pub mod web;
 
 use lymph::app::Application;
 
-/// The talk's services as a lymph application: the classes `echo:Echo` and `listener:Listener`,
-/// the names the Python peer's configurations use, so `scenarios instance -c echo.yml` serves
-/// the same configuration as Python's `lymph instance -c echo.yml`.
+/// The talk's services as a lymph application: the classes `echo:Echo`, `listener:Listener` and
+/// `web:Gateway`, the names the Python peer's configurations use, so `scenarios instance -c
+/// echo.yml` serves the same configuration as Python's `lymph instance -c echo.yml`.
 pub fn application() -> Application {
     Application::new("scenarios")
         .interface("echo:Echo", echo::Echo::default)
         .interface("listener:Listener", listener::Listener::default)
+        .web("web:Gateway", || web::Gateway)
 }

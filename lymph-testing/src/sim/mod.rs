@@ -8,6 +8,7 @@
 //!   a small ZooKeeper with sessions, ephemeral registrations and watches.
 //! - [`broker_server`] (e.g. host `"broker"`) and [`SimEvents`] (its client): a small RabbitMQ
 //!   whose queues are a [`MemoryEvents`](lymph_core::memory::MemoryEvents).
+//! - [`SimWebNetwork`]: web interfaces listen on, and clients connect over, simulated TCP.
 //!
 //! # Sessions
 //!
@@ -29,6 +30,7 @@ mod fault;
 mod host;
 mod registry;
 mod rpc;
+mod web;
 mod wire;
 
 use std::time::Duration;
@@ -38,6 +40,7 @@ pub use fault::{FaultAction, MessageFault, MessageFaults};
 pub use host::SimHost;
 pub use registry::{SimRegistry, registry_server, registry_server_on};
 pub use rpc::SimRpc;
+pub use web::SimWebNetwork;
 
 /// The port the simulated registry listens on by default (ZooKeeper's).
 pub const DEFAULT_REGISTRY_PORT: u16 = 2181;
