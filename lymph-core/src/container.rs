@@ -21,6 +21,7 @@ use crate::event::{Delivery, Subscription};
 use crate::id::{InstanceVersion, container_identity, instance_id};
 use crate::interface::{CallError, Client, EventHandlerSpec, Interface};
 use crate::memory::MemoryNetwork;
+use crate::plugin::{ContainerInfo, Handled, HandledKind, Plugin, Plugins};
 use crate::registry::InstanceWatch;
 use crate::rpc::Inbox;
 use crate::version::{Version, parse_interface_key};
@@ -126,6 +127,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Latch,
     in_flight: InFlight,
     pub(crate) metrics: crate::metrics::Metrics,
+    pub(crate) plugins: Plugins,
 }
 
 impl fmt::Debug for Shared {
@@ -267,6 +269,7 @@ pub struct ContainerBuilder {
     interfaces: Vec<(Option<String>, Arc<dyn Interface>, Value)>,
     webs: Vec<(Option<String>, Arc<dyn WebInterface>, Value)>,
     web_network: Option<Arc<dyn WebNetwork>>,
+    plugins: Vec<Arc<dyn Plugin>>,
     seed: Option<u64>,
     timeout: Duration,
     connection: ConnectionConfig,
@@ -328,6 +331,7 @@ impl ContainerBuilder {
             interfaces: Vec::new(),
             webs: Vec::new(),
             web_network: None,
+            plugins: Vec::new(),
             seed: None,
             timeout: DEFAULT_TIMEOUT,
             connection: ConnectionConfig::default(),
@@ -469,6 +473,18 @@ impl ContainerBuilder {
         self
     }
 
+    /// Installs `plugin`: its hooks see every request, event and HTTP request the container
+    /// handles, and every failure.
+    pub fn plugin(self, plugin: impl Plugin) -> Self {
+        self.plugin_arc(Arc::new(plugin))
+    }
+
+    /// Installs a shared plugin (see [`plugin`](Self::plugin)).
+    pub fn plugin_arc(mut self, plugin: Arc<dyn Plugin>) -> Self {
+        self.plugins.push(plugin);
+        self
+    }
+
     /// Makes the container a worker (lymph's `lymph worker`): it hosts only the interfaces that
     /// have tasks, each under `<name>.worker`, consumes only their tasks, and registers as a
     /// worker. A container that is not a worker consumes every event handler but tasks.
@@ -555,6 +571,7 @@ impl ContainerBuilder {
             host: self.host,
             log_levels: self.log_levels,
             metrics: crate::metrics::Metrics::default(),
+            plugins: Plugins::new(self.plugins),
             shutdown: Latch::new(),
             in_flight: InFlight::default(),
         });
@@ -741,6 +758,7 @@ impl Container {
             if drained.is_err() {
                 tracing::warn!(target: TRACING_TARGET, "stopped with requests or events still in flight");
             }
+            shared.plugins.each("on_stop", |plugin| plugin.on_stop());
             shared.rpc.close().await;
             tracing::info!(target: TRACING_TARGET, endpoint = %shared.endpoint, "container stopped");
         }
@@ -777,6 +795,12 @@ impl Container {
                 tokio::spawn(consume(shared.clone(), installed.clone(), handler, deliveries));
             }
         }
+        let info = ContainerInfo {
+            identity: &shared.identity,
+            endpoint: &shared.endpoint,
+            interfaces: shared.interfaces.keys().map(String::as_str).collect(),
+        };
+        shared.plugins.each("on_start", |plugin| plugin.on_start(&info));
         let mut listening = Vec::new();
         for web in &shared.webs {
             listening.push((web.clone(), crate::web::server::start(shared, web).await?));
@@ -892,6 +916,7 @@ async fn handle_request(shared: Arc<Shared>, source: String, request: Message, _
         .instrument(span.clone())
         .await;
     let headers = Headers::rpc(installed.version_string.as_deref(), Some(&trace_id));
+    let mut failure = None;
     let (kind, body) = match result {
         Ok(Ok(body)) => (MessageKind::Rep, body),
         Ok(Err(CallError::Failed(Error::Raised { type_name, message })))
@@ -902,6 +927,7 @@ async fn handle_request(shared: Arc<Shared>, source: String, request: Message, _
         }
         Ok(Err(error)) => {
             span.in_scope(|| tracing::error!(target: TRACING_TARGET, %error, "request failed, sending NACK"));
+            failure = Some(error.to_string());
             (MessageKind::Nack, Value::Nil.to_msgpack())
         }
         Err(panic) => {
@@ -909,6 +935,7 @@ async fn handle_request(shared: Arc<Shared>, source: String, request: Message, _
             span.in_scope(
                 || tracing::error!(target: TRACING_TARGET, panic = %message, "handler panicked, sending NACK"),
             );
+            failure = Some(format!("panic: {message}"));
             (MessageKind::Nack, Value::Nil.to_msgpack())
         }
     };
@@ -920,6 +947,16 @@ async fn handle_request(shared: Arc<Shared>, source: String, request: Message, _
             _ => None,
         };
         shared.metrics.request(&request.subject, duration, error);
+        shared.plugins.handled(&Handled {
+            kind: HandledKind::Rpc,
+            interface: &installed.name,
+            name: method,
+            subject: &request.subject,
+            trace_id: &trace_id,
+            duration,
+            error: failure.as_deref(),
+            status: None,
+        });
     }
     span.in_scope(|| {
         if heartbeat {
@@ -1014,7 +1051,8 @@ pub(crate) async fn handle_delivery(
     let span = tracing::info_span!(
         target: TRACING_TARGET, "event", event_type = %event.event_type, handler = %handler.name, trace_id = %trace_id
     );
-    let ctx = Context::new(shared.clone(), trace_id, installed.config.clone());
+    let ctx = Context::new(shared.clone(), trace_id.clone(), installed.config.clone());
+    let started = tokio::time::Instant::now();
     let result = AssertUnwindSafe(installed.interface.handle_event(&ctx, handler.name, &event))
         .catch_unwind()
         .instrument(span.clone())
@@ -1025,6 +1063,16 @@ pub(crate) async fn handle_delivery(
         Err(panic) => Some(format!("panic: {}", panic_message(&panic))),
     };
     shared.metrics.event(&event.event_type, handler.name, failure.is_some());
+    shared.plugins.handled(&Handled {
+        kind: HandledKind::Event,
+        interface: &installed.name,
+        name: handler.name,
+        subject: &event.event_type,
+        trace_id: &trace_id,
+        duration: started.elapsed(),
+        error: failure.as_deref(),
+        status: None,
+    });
     let settled = match failure {
         None => acker.ack().await,
         Some(failure) => {

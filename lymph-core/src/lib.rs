@@ -11,6 +11,7 @@
 //! - [`memory`]: the embedded (in-process) backends of the three seams.
 //! - [`Container`], [`Context`], [`Proxy`]: serving interfaces and calling services, above the seams.
 //! - [`interface`]: what `#[lymph::interface]` generates; [`version`]: interface versions.
+//! - [`plugin`]: hooks on everything a container handles (lymph's `error_hook`, `http_request_hook`).
 //! - [`web`]: web interfaces (HTTP on axum), their network seam and an HTTP client.
 //!
 //! # Feature flags
@@ -33,6 +34,7 @@ pub mod id;
 pub mod interface;
 pub mod memory;
 pub mod message;
+pub mod plugin;
 pub mod registry;
 pub mod rpc;
 pub mod types;
@@ -49,6 +51,7 @@ pub use event::{Event, EventSystem};
 pub use interface::{Client, Interface};
 pub use latch::Latch;
 pub use message::{Headers, Message, MessageKind};
+pub use plugin::Plugin;
 pub use proxy::{Deferred, Proxy};
 pub use registry::{Registry, ServiceInstance, WebInstance};
 pub use rpc::RpcTransport;

@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::network::{Connection, WebListener};
 use super::{WebConfig, WebInterface};
 use crate::container::{Installed, Shared, panic_message};
+use crate::plugin::{Handled, HandledKind};
 use crate::{Context, Error, Latch, Result, TRACING_TARGET};
 
 /// How long the accept loop waits after a failed accept (out of file descriptors, say).
@@ -147,6 +148,7 @@ impl App {
         let is_get = method == Method::GET || method == Method::HEAD;
         let builtin =
             is_get && (config.health_path.as_deref() == Some(&path) || config.metrics_path.as_deref() == Some(&path));
+        let mut failure = None;
         let mut response = if is_get && config.health_path.as_deref() == Some(&path) {
             let healthy = AssertUnwindSafe(async { self.web.interface.is_healthy() }).catch_unwind().await;
             let status = if matches!(healthy, Ok(true)) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -157,6 +159,11 @@ impl App {
         } else {
             let ctx = Context::new(shared.clone(), trace_id.clone(), self.web.installed.config.clone());
             request.extensions_mut().insert(ctx);
+            if !shared.plugins.is_empty() {
+                let (parts, body) = request.into_parts();
+                shared.plugins.each("on_http_request", |plugin| plugin.on_http_request(name, &trace_id, &parts));
+                request = Request::from_parts(parts, body);
+            }
             let handled =
                 AssertUnwindSafe(self.router.clone().oneshot(request)).catch_unwind().instrument(span.clone()).await;
             match handled {
@@ -165,6 +172,7 @@ impl App {
                 Err(panic) => {
                     let message = panic_message(&panic);
                     span.in_scope(|| tracing::error!(target: TRACING_TARGET, panic = %message, "handler panicked"));
+                    failure = Some(format!("panic: {message}"));
                     StatusCode::INTERNAL_SERVER_ERROR.into_response()
                 }
             }
@@ -173,6 +181,20 @@ impl App {
         let duration = started.elapsed();
         if !builtin {
             shared.metrics.http(name, method.as_str(), status, duration);
+            if failure.is_none() && status >= 500 {
+                failure = Some(format!("HTTP {status}"));
+            }
+            let route = format!("{method} {path}");
+            shared.plugins.handled(&Handled {
+                kind: HandledKind::Http,
+                interface: name,
+                name: &route,
+                subject: &path,
+                trace_id: &trace_id,
+                duration,
+                error: failure.as_deref(),
+                status: Some(status),
+            });
         }
         span.in_scope(|| tracing::info!(target: TRACING_TARGET, status, ?duration, "{method} {path}"));
         if let Ok(value) = HeaderValue::from_str(&trace_id) {
