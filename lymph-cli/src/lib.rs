@@ -47,6 +47,7 @@ mod commands;
 pub mod config;
 mod log_stream;
 pub mod output;
+mod shared_sockets;
 
 pub use app::{AppError, Application, InstanceOptions};
 pub use commands::Failure;

@@ -812,7 +812,11 @@ impl Container {
                     identity: shared.identity.clone(),
                     version: None,
                     hostname: shared.host.hostname.clone(),
-                    ip: Some(addr.ip().to_string()),
+                    // A socket listening on every address registers the container's IP.
+                    ip: Some(match &shared.host.ip {
+                        Some(ip) if addr.ip().is_unspecified() => ip.clone(),
+                        _ => addr.ip().to_string(),
+                    }),
                     http_port: addr.port(),
                 };
                 let (service, id) = (web.installed.name.clone(), instance.id.clone());

@@ -134,3 +134,77 @@ fn node_without_instances_is_a_configuration_error() {
     assert_eq!(output.status.code(), Some(3));
     assert!(stderr(&output).contains("instances"), "{}", stderr(&output));
 }
+
+/// `curl` the health check of `port`: its HTTP status, 0 if nothing answered.
+fn health(port: u16) -> u16 {
+    let output = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}/_health/"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0)
+}
+
+/// A `node` process, stopped (with its children) if the test fails.
+struct Node(std::process::Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn node_shares_a_listening_socket_between_two_web_instances() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let web = config(
+        "web.yml",
+        &format!(
+            "container:
+  registry: {{class: 'lymph.discovery.static:StaticServiceRegistryHub'}}
+  events: {{class: 'lymph.events.null:NullEventSystem'}}
+interfaces:
+  web:
+    class: web:Gateway
+    port: {port}
+"
+        ),
+    );
+    let node_config = web.with_file_name("node.yml");
+    std::fs::write(
+        &node_config,
+        format!(
+            "container:\n  ip: 127.0.0.1\nsockets:\n  - port: {port}\ninstances:\n  web:\n    command: {} instance -c {}\n    numprocesses: 2\n",
+            env!("CARGO_BIN_EXE_scenarios"),
+            web.display()
+        ),
+    )
+    .unwrap();
+    let log = web.with_file_name("node.log");
+    let mut node = Node(
+        Command::new(env!("CARGO_BIN_EXE_scenarios"))
+            .args(["node", "--loglevel", "INFO", "--no-color", "--logfile"])
+            .arg(&log)
+            .arg("-c")
+            .arg(&node_config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("two children", || started_pids(&log).len() == 2);
+    wait_for("the shared port to answer", || health(port) == 200);
+    // Without the shared socket the second instance could not bind the port, would exit and be
+    // started again; with it, both keep running and keep answering.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for _ in 0..10 {
+        assert_eq!(health(port), 200);
+    }
+    let pids = started_pids(&log);
+    assert_eq!(pids.len(), 2, "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(pids.iter().all(|pid| alive(pid)), "{pids:?}");
+    Command::new("kill").args(["-TERM", &node.0.id().to_string()]).status().unwrap();
+    assert!(node.0.wait().unwrap().success());
+    wait_for("the port to close", || health(port) == 0);
+}

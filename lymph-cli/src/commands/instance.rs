@@ -42,6 +42,12 @@ pub(crate) async fn run(run: &mut Run<'_>, args: &Args, worker: bool) -> Result<
         .map(|name| name.trim().to_owned())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "localhost".to_owned());
+    // Listening sockets a `lymph node` shares with this process serve the web interfaces.
+    let shared = crate::shared_sockets::inherited();
+    if !shared.is_empty() {
+        let network = lymph_core::web::TcpWebNetwork::new(ip.clone()).with_shared(shared);
+        builder = builder.web_network(std::sync::Arc::new(network));
+    }
     builder = builder
         .log_endpoint(publisher.endpoint())
         .host(ip, hostname.clone(), hostname)

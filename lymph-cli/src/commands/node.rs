@@ -12,8 +12,9 @@ use crate::commands::{Failure, Run};
 /// Starts `instances.<name>.command` (split on spaces, no shell) `numprocesses` times, once by
 /// default, with `LYMPH_NODE`, `LYMPH_NODE_IP` and `LYMPH_SERVICE_NAME` set. Every second it
 /// starts the children that exited again. On SIGINT or SIGTERM it passes the signal on, waits
-/// up to 10 s for the children, then kills what is left. Shared listening sockets (`sockets:`)
-/// are not supported.
+/// up to 10 s for the children, then kills what is left. The listening sockets of `sockets:` (a
+/// list or map of `{host, port}`) are bound by the node and shared with every child through
+/// `LYMPH_SHARED_SOCKET_FDS`, so several instances of a web service serve one port.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {}
 
@@ -26,12 +27,13 @@ struct Managed {
 }
 
 impl Managed {
-    fn start(&mut self, ip: &str) -> Result<(), Failure> {
+    fn start(&mut self, ip: &str, sockets: &str) -> Result<(), Failure> {
         let child = Command::new(&self.argv[0])
             .args(&self.argv[1..])
             .env("LYMPH_NODE", "1")
             .env("LYMPH_NODE_IP", ip)
             .env("LYMPH_SERVICE_NAME", &self.service)
+            .env(crate::shared_sockets::ENV, sockets)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
@@ -48,10 +50,9 @@ pub(crate) async fn run(run: &mut Run<'_>, _args: &Args) -> Result<(), Failure> 
     let Some(Value::Map(instances)) = config.get("instances").cloned() else {
         return Err(Failure::Config(format!("{}: instances: has no services to run", config.file())));
     };
-    if config.get("sockets").is_some() {
-        tracing::warn!("sockets: shared listening sockets are not supported; the instances bind their own ports");
-    }
     let ip = config.get("container.ip").and_then(Value::as_str).unwrap_or("127.0.0.1").to_owned();
+    let sockets = crate::shared_sockets::bind(config.get("sockets").unwrap_or(&Value::Nil), &ip)
+        .map_err(|e| Failure::Config(format!("{}: {e}", config.file())))?;
     let mut managed = Vec::new();
     for (name, settings) in instances {
         let name = name.as_str().unwrap_or_default().to_owned();
@@ -71,7 +72,7 @@ pub(crate) async fn run(run: &mut Run<'_>, _args: &Args) -> Result<(), Failure> 
         }
     }
     for process in &mut managed {
-        process.start(&ip)?;
+        process.start(&ip, &sockets.env)?;
     }
     let mut check = tokio::time::interval(Duration::from_secs(1));
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -92,7 +93,7 @@ pub(crate) async fn run(run: &mut Run<'_>, _args: &Args) -> Result<(), Failure> 
                     if let Some(status) = exited {
                         tracing::warn!(service = process.service, %status, "exited; starting it again");
                         process.restarts += 1;
-                        if let Err(failure) = process.start(&ip) {
+                        if let Err(failure) = process.start(&ip, &sockets.env) {
                             tracing::error!(service = process.service, error = failure.message(), "cannot start");
                             process.child = None;
                         }

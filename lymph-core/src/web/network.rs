@@ -4,9 +4,11 @@
 //! simulator of `lymph-testing` provides one over `turmoil::net`, so one web interface runs in
 //! every world unchanged.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -49,15 +51,26 @@ pub trait WebNetwork: Send + Sync + fmt::Debug {
 }
 
 /// Real TCP on one IP address: what web interfaces use outside the simulator.
+///
+/// Listening sockets handed over by a process manager (`lymph node`'s shared sockets) are used
+/// for their ports instead of binding new ones, so several processes serve one port.
 #[derive(Debug, Clone)]
 pub struct TcpWebNetwork {
     ip: String,
+    shared: Arc<Mutex<BTreeMap<u16, std::net::TcpListener>>>,
 }
 
 impl TcpWebNetwork {
     /// Listens on `ip` (lymph binds web interfaces to the container's IP).
     pub fn new(ip: impl Into<String>) -> Self {
-        Self { ip: ip.into() }
+        Self { ip: ip.into(), shared: Arc::default() }
+    }
+
+    /// Uses these already listening sockets, by port, when their port is bound.
+    #[must_use]
+    pub fn with_shared(self, listeners: impl IntoIterator<Item = (u16, std::net::TcpListener)>) -> Self {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner).extend(listeners);
+        self
     }
 }
 
@@ -83,7 +96,15 @@ impl WebListener for TcpWebListener {
 impl WebNetwork for TcpWebNetwork {
     fn bind(&self, port: u16) -> BoxFuture<'_, io::Result<(Box<dyn WebListener>, SocketAddr)>> {
         Box::pin(async move {
-            let listener = TcpListener::bind((self.ip.as_str(), port)).await?;
+            let shared =
+                if port == 0 { None } else { self.shared.lock().unwrap_or_else(PoisonError::into_inner).remove(&port) };
+            let listener = match shared {
+                Some(listener) => {
+                    listener.set_nonblocking(true)?;
+                    TcpListener::from_std(listener)?
+                }
+                None => TcpListener::bind((self.ip.as_str(), port)).await?,
+            };
             let addr = listener.local_addr()?;
             Ok((Box::new(TcpWebListener(listener)) as Box<dyn WebListener>, addr))
         })
