@@ -1,4 +1,5 @@
-//! The in-process registry: a shared map of services to instances, with watches.
+//! The in-process registry: a shared map of services to instances, with watches, and a second
+//! map for web registrations (lymph's `http` namespace).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -6,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::registry::{InstanceWatch, Registry, ServiceInstance};
+use crate::registry::{InstanceWatch, Registry, ServiceInstance, WebInstance};
 use crate::{Error, Result};
 
 #[derive(Debug, Default)]
@@ -15,6 +16,8 @@ struct State {
     services: BTreeMap<String, BTreeMap<String, ServiceInstance>>,
     /// One watch channel per known service, holding its current list.
     watches: BTreeMap<String, watch::Sender<Vec<ServiceInstance>>>,
+    /// The web registrations (namespace `http`), by service and id; apart from the services.
+    web: BTreeMap<String, BTreeMap<String, WebInstance>>,
 }
 
 impl State {
@@ -39,6 +42,10 @@ impl State {
 /// adds sessions on top). A service, once registered, stays known with an empty list after its
 /// last instance leaves, as lymph's persistent ZooKeeper service nodes do; watching a service that
 /// was never registered fails with [`Error::LookupFailure`]. Lists are ordered by instance id.
+///
+/// Web registrations ([`Registry::register_web`]) live in a namespace of their own: they are
+/// neither discovered nor watched as services, and a service with only web registrations is not
+/// known as a service.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryRegistry {
     state: Arc<Mutex<State>>,
@@ -94,6 +101,32 @@ impl MemoryRegistry {
             _ => Err(Error::LookupFailure { service: service.to_owned() }),
         }
     }
+
+    /// Registers the web interface `instance` of `service` (synchronous form of
+    /// [`Registry::register_web`]); the same id again replaces the earlier registration.
+    pub fn register_web_now(&self, service: &str, instance: WebInstance) {
+        self.state().web.entry(service.to_owned()).or_default().insert(instance.id.clone(), instance);
+    }
+
+    /// Removes the web registration `id` of `service`, if it is there (synchronous form of
+    /// [`Registry::unregister_web`]); returns whether it was.
+    pub fn unregister_web_now(&self, service: &str, id: &str) -> bool {
+        let mut state = self.state();
+        let Some(instances) = state.web.get_mut(service) else {
+            return false;
+        };
+        let removed = instances.remove(id).is_some();
+        if instances.is_empty() {
+            state.web.remove(service);
+        }
+        removed
+    }
+
+    /// The web registrations of `service`, ordered by id (synchronous form of
+    /// [`Registry::lookup_web`]); empty when it has none.
+    pub fn web_instances(&self, service: &str) -> Vec<WebInstance> {
+        self.state().web.get(service).map(|instances| instances.values().cloned().collect()).unwrap_or_default()
+    }
 }
 
 impl Registry for MemoryRegistry {
@@ -117,5 +150,23 @@ impl Registry for MemoryRegistry {
 
     fn watch<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<InstanceWatch>> {
         Box::pin(async move { self.watch_now(service) })
+    }
+
+    fn register_web<'a>(&'a self, service: &'a str, instance: WebInstance) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.register_web_now(service, instance);
+            Ok(())
+        })
+    }
+
+    fn unregister_web<'a>(&'a self, service: &'a str, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.unregister_web_now(service, id);
+            Ok(())
+        })
+    }
+
+    fn lookup_web<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Vec<WebInstance>>> {
+        Box::pin(async move { Ok(self.web_instances(service)) })
     }
 }
