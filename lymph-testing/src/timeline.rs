@@ -30,7 +30,8 @@ pub struct Entry {
     pub host: String,
     /// What happened: an RPC message kind (`REQ`, `REP`, `ACK`, `NACK`, `ERROR`), an event step
     /// (`emit`, `deliver`, `ack`, `reject`, `retry`), a registry change (`register`,
-    /// `unregister`), a session change (`connect`, `disconnect`), or a fault (`drop`, `fault`).
+    /// `unregister`; `register-web`, `unregister-web` for web interfaces), a session change
+    /// (`connect`, `disconnect`), or a fault (`drop`, `fault`).
     pub kind: String,
     /// What it concerns: an RPC subject, an event type, a service name.
     pub subject: String,

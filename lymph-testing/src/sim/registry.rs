@@ -1,12 +1,17 @@
 //! The simulated registry: a ZooKeeper-like host with sessions, ephemeral registrations and
 //! watches, and its client [`SimRegistry`].
 //!
+//! Registrations live in one of two namespaces, as in lymph's ZooKeeper layout: `services` (RPC
+//! interfaces, discovered and watched) and `http` (web interfaces, looked up). Both are owned
+//! by the session that made them and both come back after a reconnect.
+//!
 //! # Protocol
 //!
 //! One TCP connection per client session; every message is a u32 big-endian length followed by
 //! msgpack (serde, maps with field names). The client sends [`ClientMessage`]s `{id, request}`;
 //! the server answers each with a `Reply {id, result}` and pushes an `Update {service,
-//! instances}` whenever a watched service changes. `Ping` (id 0) is answered with `Pong`.
+//! instances}` whenever a watched service changes (web registrations are not watched). `Ping`
+//! (id 0) is answered with `Pong`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -14,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 use lymph_core::memory::MemoryRegistry;
-use lymph_core::registry::{InstanceWatch, Registry, ServiceInstance};
+use lymph_core::registry::{InstanceWatch, Registry, ServiceInstance, WebInstance};
 use lymph_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,6 +37,9 @@ enum Request {
     Unregister { service: String, id: String },
     Discover,
     Watch { service: String },
+    RegisterWeb { service: String, instance: Box<WebInstance> },
+    UnregisterWeb { service: String, id: String },
+    LookupWeb { service: String },
     Ping,
 }
 
@@ -46,6 +54,7 @@ enum Reply {
     Done,
     Services(Vec<String>),
     Instances(Vec<ServiceInstance>),
+    WebInstances(Vec<WebInstance>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,6 +68,16 @@ enum ServerMessage {
     Update { service: String, instances: Vec<ServiceInstance> },
     Pong,
 }
+
+/// The namespace of a registration, as lymph's ZooKeeper paths `/services/…` and `/http/…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Namespace {
+    Services,
+    Http,
+}
+
+/// A registration: its namespace, service name and instance id.
+type Key = (Namespace, String, String);
 
 // ---------------------------------------------------------------------------------------------
 // Server
@@ -87,7 +106,7 @@ pub async fn registry_server(host: SimHost, port: u16) -> turmoil::Result {
 ///
 /// Sessions own what they register: when a session's connection closes or stays silent for
 /// [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT), the instances it registered (and that no later
-/// session registered again) are unregistered.
+/// session registered again) are unregistered, web registrations as well as services.
 ///
 /// Must be called from within a simulation.
 ///
@@ -96,7 +115,7 @@ pub async fn registry_server(host: SimHost, port: u16) -> turmoil::Result {
 /// When the port cannot be bound.
 pub async fn registry_server_on(host: SimHost, port: u16, registry: MemoryRegistry) -> turmoil::Result {
     let listener = TcpListener::bind(("0.0.0.0", port)).await?;
-    let owners: Arc<Mutex<BTreeMap<(String, String), u64>>> = Arc::default();
+    let owners: Arc<Mutex<BTreeMap<Key, u64>>> = Arc::default();
     let watchers: Watchers = Arc::default();
     let mut sessions = JoinSet::new();
     let mut last_session = 0u64;
@@ -129,8 +148,8 @@ struct ServerSession {
     id: u64,
     registry: MemoryRegistry,
     /// Which session registered each instance last.
-    owners: Arc<Mutex<BTreeMap<(String, String), u64>>>,
-    owned: BTreeSet<(String, String)>,
+    owners: Arc<Mutex<BTreeMap<Key, u64>>>,
+    owned: BTreeSet<Key>,
     watchers: Watchers,
 }
 
@@ -171,10 +190,33 @@ impl ServerSession {
                     false
                 }
             };
-            if mine && self.registry.unregister_now(&key.0, &key.1) {
-                self.publish(&key.0);
+            if !mine {
+                continue;
+            }
+            let (namespace, service, id) = key;
+            match namespace {
+                Namespace::Services => {
+                    if self.registry.unregister_now(&service, &id) {
+                        self.publish(&service);
+                    }
+                }
+                Namespace::Http => {
+                    self.registry.unregister_web_now(&service, &id);
+                }
             }
         }
+    }
+
+    /// Records that this session owns `key` now.
+    fn own(&mut self, key: Key) {
+        self.owners.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), self.id);
+        self.owned.insert(key);
+    }
+
+    /// Records that `key` was unregistered (by this session; any session may unregister).
+    fn disown(&mut self, key: &Key) {
+        self.owners.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        self.owned.remove(key);
     }
 
     /// Sends the current instances of `service` to every session watching it, in session order,
@@ -195,22 +237,29 @@ impl ServerSession {
                 return;
             }
             Request::Register { service, instance } => {
-                let key = (service.clone(), instance.id.clone());
-                self.owners.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), self.id);
-                self.owned.insert(key);
+                self.own((Namespace::Services, service.clone(), instance.id.clone()));
                 self.registry.register_now(&service, *instance);
                 self.publish(&service);
                 Ok(Reply::Done)
             }
             Request::Unregister { service, id } => {
-                let key = (service.clone(), id.clone());
-                self.owners.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
-                self.owned.remove(&key);
+                self.disown(&(Namespace::Services, service.clone(), id.clone()));
                 if self.registry.unregister_now(&service, &id) {
                     self.publish(&service);
                 }
                 Ok(Reply::Done)
             }
+            Request::RegisterWeb { service, instance } => {
+                self.own((Namespace::Http, service.clone(), instance.id.clone()));
+                self.registry.register_web_now(&service, *instance);
+                Ok(Reply::Done)
+            }
+            Request::UnregisterWeb { service, id } => {
+                self.disown(&(Namespace::Http, service.clone(), id.clone()));
+                self.registry.unregister_web_now(&service, &id);
+                Ok(Reply::Done)
+            }
+            Request::LookupWeb { service } => Ok(Reply::WebInstances(self.registry.web_instances(&service))),
             Request::Discover => Ok(Reply::Services(self.registry.services())),
             Request::Watch { service } => match self.registry.instances(&service) {
                 Some(instances) => {
@@ -235,6 +284,7 @@ enum Answered {
     Done,
     Services(Vec<String>),
     Watch(InstanceWatch),
+    WebInstances(Vec<WebInstance>),
 }
 
 #[derive(Debug)]
@@ -255,6 +305,8 @@ struct ClientSession {
     in_flight: BTreeMap<u64, InFlight>,
     /// What this client registered, to register again after a reconnect.
     registered: BTreeMap<(String, String), ServiceInstance>,
+    /// The web registrations of this client, to register again after a reconnect.
+    registered_web: BTreeMap<(String, String), WebInstance>,
     /// The services watched, with the channels handed out.
     watches: BTreeMap<String, watch::Sender<Vec<ServiceInstance>>>,
 }
@@ -299,6 +351,10 @@ impl Session for ClientSession {
         let registered: Vec<_> = self.registered.iter().map(|((s, _), i)| (s.clone(), i.clone())).collect();
         for (service, instance) in registered {
             self.send(out, Request::Register { service, instance: Box::new(instance) }, None);
+        }
+        let registered_web: Vec<_> = self.registered_web.iter().map(|((s, _), i)| (s.clone(), i.clone())).collect();
+        for (service, instance) in registered_web {
+            self.send(out, Request::RegisterWeb { service, instance: Box::new(instance) }, None);
         }
         let watched: Vec<String> = self.watches.keys().cloned().collect();
         for service in watched {
@@ -349,6 +405,27 @@ impl Session for ClientSession {
                         self.registered.remove(&(service, id));
                         Ok(Answered::Done)
                     }
+                    (Request::RegisterWeb { service, instance }, Ok(_)) => {
+                        let detail = format!(
+                            "id={} http={}:{}{}",
+                            instance.id.chars().take(8).collect::<String>(),
+                            instance.ip.as_deref().unwrap_or("-"),
+                            instance.http_port,
+                            if replay { " (again, new session)" } else { "" }
+                        );
+                        self.timeline.record(Entry::now(&self.me, "register-web", &service).detail(detail));
+                        self.registered_web.insert((service, instance.id.clone()), *instance);
+                        Ok(Answered::Done)
+                    }
+                    (Request::UnregisterWeb { service, id }, Ok(_)) => {
+                        let detail = format!("id={}", id.chars().take(8).collect::<String>());
+                        self.timeline.record(Entry::now(&self.me, "unregister-web", &service).detail(detail));
+                        self.registered_web.remove(&(service, id));
+                        Ok(Answered::Done)
+                    }
+                    (Request::LookupWeb { .. }, Ok(Reply::WebInstances(instances))) => {
+                        Ok(Answered::WebInstances(instances))
+                    }
                     (Request::Discover, Ok(Reply::Services(services))) => Ok(Answered::Services(services)),
                     (Request::Watch { service }, Ok(Reply::Instances(instances))) => {
                         Ok(Answered::Watch(self.update(&service, instances)))
@@ -386,8 +463,11 @@ impl Session for ClientSession {
 /// reconnect it registers again every instance it had registered and re-establishes its watches,
 /// so the [`InstanceWatch`]es it handed out keep working. Its registrations vanish when its
 /// session dies (its host crashes, or is partitioned from the registry for longer than
-/// [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT)). Successful registrations and unregistrations are
-/// recorded on the timeline.
+/// [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT)). Web registrations
+/// ([`Registry::register_web`]) are owned by the session in the same way and registered again
+/// with the others. Successful registrations and unregistrations are recorded on the timeline:
+/// kinds `register` and `unregister` for services, `register-web` and `unregister-web` for web
+/// interfaces.
 pub struct SimRegistry {
     host: String,
     addr: String,
@@ -420,6 +500,7 @@ impl SimRegistry {
             last_id: 0,
             in_flight: BTreeMap::new(),
             registered: BTreeMap::new(),
+            registered_web: BTreeMap::new(),
             watches: BTreeMap::new(),
         };
         let task = tokio::spawn(wire::drive(session, target, host.clone(), rx));
@@ -461,6 +542,29 @@ impl Registry for SimRegistry {
         Box::pin(async move {
             match self.call(Request::Watch { service: service.to_owned() }).await? {
                 Answered::Watch(watch) => Ok(watch),
+                other => Err(Error::transport(format!("unexpected registry answer {other:?}"))),
+            }
+        })
+    }
+
+    fn register_web<'a>(&'a self, service: &'a str, instance: WebInstance) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(Request::RegisterWeb { service: service.to_owned(), instance: Box::new(instance) })
+                .await
+                .map(drop)
+        })
+    }
+
+    fn unregister_web<'a>(&'a self, service: &'a str, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.call(Request::UnregisterWeb { service: service.to_owned(), id: id.to_owned() }).await.map(drop)
+        })
+    }
+
+    fn lookup_web<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Vec<WebInstance>>> {
+        Box::pin(async move {
+            match self.call(Request::LookupWeb { service: service.to_owned() }).await? {
+                Answered::WebInstances(instances) => Ok(instances),
                 other => Err(Error::transport(format!("unexpected registry answer {other:?}"))),
             }
         })
