@@ -140,6 +140,10 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// Registers the web interface `instance` of `service` in the `http` namespace; it lasts as
     /// long as service registrations do.
     ///
+    /// The `http` namespace is apart from the services: [`discover`](Registry::discover) and
+    /// [`watch`](Registry::watch) do not show web registrations, and the same id may be registered
+    /// in both. Registering the same id again replaces the earlier web registration.
+    ///
     /// # Errors
     ///
     /// When the registry cannot be reached, or (the default) keeps no web registrations.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lymph_core::event::{Deliveries, Delivery, Event, EventSystem, Subscription};
 use lymph_core::memory::{MemoryEvents, MemoryNetwork};
-use lymph_core::registry::{Registry, ServiceInstance};
+use lymph_core::registry::{Registry, ServiceInstance, WebInstance};
 use lymph_core::rpc::RpcTransport;
 use lymph_core::{Error, Value};
 
@@ -277,5 +277,71 @@ async fn registry_register_watch_unregister() -> Result {
     assert!(watch.borrow_and_update().is_empty());
     assert_eq!(other.discover().await?, ["echo"], "the service stays known");
     assert!(other.watch("echo").await?.borrow().is_empty());
+    Ok(())
+}
+
+fn web(id: &str, http_port: u16) -> WebInstance {
+    WebInstance {
+        id: id.to_owned(),
+        identity: format!("identity-{id}"),
+        version: None,
+        hostname: Some("host".to_owned()),
+        ip: Some("127.0.0.1".to_owned()),
+        http_port,
+    }
+}
+
+fn ports(list: &[WebInstance]) -> Vec<(&str, u16)> {
+    list.iter().map(|i| (i.id.as_str(), i.http_port)).collect()
+}
+
+#[tokio::test]
+async fn web_register_lookup_unregister() -> Result {
+    let network = MemoryNetwork::new();
+    let (registry, other) = (network.registry(), network.registry());
+    assert!(other.lookup_web("web").await?.is_empty(), "nothing registered yet");
+
+    registry.register_web("web", web("b", 4081)).await?;
+    registry.register_web("web", web("a", 4080)).await?;
+    registry.register_web("other", web("c", 4082)).await?;
+    assert_eq!(ports(&other.lookup_web("web").await?), [("a", 4080), ("b", 4081)], "ordered by id");
+    assert_eq!(other.lookup_web("web").await?[0], web("a", 4080));
+
+    registry.register_web("web", web("a", 5080)).await?;
+    assert_eq!(ports(&other.lookup_web("web").await?), [("a", 5080), ("b", 4081)], "the same id replaces");
+
+    registry.unregister_web("web", "a").await?;
+    assert_eq!(ports(&other.lookup_web("web").await?), [("b", 4081)]);
+    registry.unregister_web("web", "unknown").await?;
+    registry.unregister_web("unknown", "b").await?;
+    registry.unregister_web("web", "b").await?;
+    assert!(other.lookup_web("web").await?.is_empty());
+    assert_eq!(ports(&other.lookup_web("other").await?), [("c", 4082)], "another service is untouched");
+    Ok(())
+}
+
+#[tokio::test]
+async fn web_registrations_are_apart_from_services() -> Result {
+    let network = MemoryNetwork::new();
+    let (registry, other) = (network.registry(), network.registry());
+    registry.register_web("web", web("a", 4080)).await?;
+    assert!(other.discover().await?.is_empty(), "a web registration is no service");
+    let error = other.watch("web").await.expect_err("no service registered");
+    assert!(matches!(error, Error::LookupFailure { ref service } if service == "web"));
+
+    registry.register("web", instance("a", "mock://127.0.0.1:1")).await?;
+    let mut watch = other.watch("web").await?;
+    assert_eq!(watch.borrow_and_update().iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["a"]);
+    assert_eq!(other.discover().await?, ["web"]);
+
+    // Each namespace keeps its own registration of the same id.
+    registry.unregister_web("web", "a").await?;
+    assert!(!watch.has_changed()?, "the service's watch does not see web registrations");
+    assert_eq!(watch.borrow().len(), 1);
+    registry.register_web("web", web("a", 4080)).await?;
+    registry.unregister("web", "a").await?;
+    watch.changed().await?;
+    assert!(watch.borrow_and_update().is_empty());
+    assert_eq!(ports(&other.lookup_web("web").await?), [("a", 4080)]);
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lymph_core::event::{EventSystem, Subscription};
-use lymph_core::registry::{Registry, ServiceInstance};
+use lymph_core::registry::{Registry, ServiceInstance, WebInstance};
 use lymph_core::rpc::RpcTransport;
 use lymph_core::{Error, Event, Headers, Message, MessageKind, Value};
 use lymph_testing::sim::{self, SimEvents, SimHost, SimRegistry, SimRpc};
@@ -339,6 +339,119 @@ fn registry_client_registers_again_after_a_partition() -> Result {
     run(&mut sim, |_| {})?;
     let svc: Vec<String> = timeline.entries().into_iter().filter(|e| e.host == "svc").map(|e| e.kind).collect();
     assert_eq!(svc, ["connect", "register", "disconnect", "connect", "register", "unregister"]);
+    Ok(())
+}
+
+fn web_instance(id: &str, ip: &str) -> WebInstance {
+    WebInstance {
+        id: id.to_owned(),
+        identity: format!("identity-{id}"),
+        version: None,
+        hostname: Some(ip.to_owned()),
+        ip: Some(ip.to_owned()),
+        http_port: 4080,
+    }
+}
+
+/// Looks up the web registrations of `service` every 100 ms until `done` holds for them, for at
+/// most `within`.
+async fn wait_web(
+    registry: &SimRegistry,
+    service: &str,
+    within: Duration,
+    done: impl Fn(&[WebInstance]) -> bool,
+) -> Result<Vec<WebInstance>> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let list = registry.lookup_web(service).await?;
+        if done(&list) {
+            return Ok(list);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("web registrations of {service} still {list:?} after {within:?}").into());
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn web_registration_vanishes_with_its_session_and_comes_back_after_a_reconnect() -> Result {
+    let timeline = Timeline::new();
+    let mut sim = sim(8);
+    sim.host("registry", || {
+        sim::registry_server(SimHost::new("registry", Timeline::new()), sim::DEFAULT_REGISTRY_PORT)
+    });
+    let tl = timeline.clone();
+    sim.client("svc", async move {
+        let registry = SimRegistry::connect(REGISTRY, &SimHost::new("svc", tl))?;
+        registry.register("web", instance("aaaa", "tcp://svc:4000")).await?;
+        registry.register_web("web", web_instance("aaaa", "svc")).await?;
+        assert_eq!(registry.lookup_web("web").await?, [web_instance("aaaa", "svc")]);
+        turmoil::partition("svc", "registry");
+        sleep(Duration::from_secs(5)).await;
+        turmoil::repair("svc", "registry");
+        sleep(Duration::from_secs(3)).await;
+        assert_eq!(registry.lookup_web("web").await?, [web_instance("aaaa", "svc")], "registered again");
+        registry.unregister_web("web", "aaaa").await?;
+        assert!(registry.lookup_web("web").await?.is_empty());
+        assert_eq!(registry.watch("web").await?.borrow().len(), 1, "the service registration stays");
+        Ok(())
+    });
+    let tl = timeline.clone();
+    sim.client("observer", async move {
+        let registry = SimRegistry::connect(REGISTRY, &SimHost::new("observer", tl))?;
+        assert!(registry.lookup_web("nothing").await?.is_empty());
+        wait_web(&registry, "web", Duration::from_secs(2), |list| list.len() == 1).await?;
+        // The session times out during the partition: the registration vanishes, then comes back.
+        wait_web(&registry, "web", Duration::from_secs(6), <[WebInstance]>::is_empty).await?;
+        let again = wait_web(&registry, "web", Duration::from_secs(6), |list| !list.is_empty()).await?;
+        assert_eq!(again, [web_instance("aaaa", "svc")]);
+        assert_eq!(registry.discover().await?, ["web"], "only the service registration is a service");
+        Ok(())
+    });
+    run(&mut sim, |_| {})?;
+    let svc: Vec<(String, String)> =
+        timeline.entries().into_iter().filter(|e| e.host == "svc").map(|e| (e.kind, e.detail)).collect();
+    let kinds: Vec<&str> = svc.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["connect", "register", "register-web", "disconnect", "connect", "register", "register-web", "unregister-web"]
+    );
+    assert_eq!(svc[2].1, "id=aaaa http=svc:4080");
+    assert_eq!(svc[6].1, "id=aaaa http=svc:4080 (again, new session)");
+    Ok(())
+}
+
+#[test]
+fn web_registration_vanishes_when_its_host_crashes() -> Result {
+    let mut sim = sim(9);
+    sim.host("registry", || {
+        sim::registry_server(SimHost::new("registry", Timeline::new()), sim::DEFAULT_REGISTRY_PORT)
+    });
+    sim.host("svc", || async {
+        let registry = SimRegistry::connect(REGISTRY, &SimHost::new("svc", Timeline::new()))?;
+        registry.register_web("web", web_instance("aaaa", "svc")).await?;
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+    let (seen, vanished) = (flag(), flag());
+    let (seen2, vanished2) = (seen.clone(), vanished.clone());
+    sim.client("observer", async move {
+        let registry = SimRegistry::connect(REGISTRY, &SimHost::new("observer", Timeline::new()))?;
+        wait_web(&registry, "web", Duration::from_secs(2), |list| list.len() == 1).await?;
+        seen2.store(true, Ordering::SeqCst);
+        wait_web(&registry, "web", Duration::from_secs(5), <[WebInstance]>::is_empty).await?;
+        vanished2.store(true, Ordering::SeqCst);
+        Ok(())
+    });
+    let mut crashed = false;
+    run(&mut sim, |sim| {
+        if seen.load(Ordering::SeqCst) && !crashed {
+            sim.crash("svc");
+            crashed = true;
+        }
+    })?;
+    assert!(crashed && vanished.load(Ordering::SeqCst));
     Ok(())
 }
 

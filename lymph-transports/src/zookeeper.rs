@@ -4,13 +4,15 @@
 //!
 //! - `/services/<service>`: a persistent node with empty data, made on first registration and never removed;
 //! - `/services/<service>/<instance id>`: an ephemeral node holding the instance as JSON, byte for byte as
-//!   Python's `json.dumps` writes it (`", "` and `": "` separators, non-ASCII characters escaped).
+//!   Python's `json.dumps` writes it (`", "` and `": "` separators, non-ASCII characters escaped);
+//! - `/http/<service>/<instance id>`: an ephemeral node holding a web interface's registration
+//!   ([`WebInstance`]) as JSON in the same way; its parent nodes are made as for services.
 //!
 //! A background task follows the client's session. A plain disconnect is repaired by the client
 //! itself (the ephemeral nodes live as long as the session does); when the session expires, a new
-//! one is made and every instance registered through this registry is written again, as lymph does
-//! on kazoo's `CONNECTED` state. Watches use ZooKeeper's one-shot watches on the service node's
-//! children and on each instance node, re-armed on every change.
+//! one is made and every instance registered through this registry, web registrations included,
+//! is written again, as lymph does on kazoo's `CONNECTED` state. Watches use ZooKeeper's one-shot
+//! watches on the service node's children and on each instance node, re-armed on every change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt, join_all, select_all};
-use lymph_core::registry::{InstanceWatch, Registry, ServiceInstance};
+use lymph_core::registry::{InstanceWatch, Registry, ServiceInstance, WebInstance};
 use lymph_core::{Error, Result};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -148,6 +150,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 type ZkResult<T> = std::result::Result<T, zk::Error>;
 
+/// The namespace of a registration: the first path segment under the chroot, as lymph's
+/// `register(..., namespace=...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Namespace {
+    /// `/services`: RPC interfaces.
+    Services,
+    /// `/http`: web interfaces.
+    Http,
+}
+
+impl Namespace {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Services => "services",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// A registration: its namespace, service name and instance id.
+type Key = (Namespace, String, String);
+
 type InstanceSender = Arc<watch::Sender<Vec<ServiceInstance>>>;
 
 /// What the registry handle and its background tasks share.
@@ -162,8 +186,8 @@ struct Inner {
     client: Mutex<Option<zk::Client>>,
     /// Counts the sessions that replaced an expired one; bumped after each replacement.
     generation: watch::Sender<u64>,
-    /// Every instance registered through this registry: `(service, id)` to node data.
-    registered: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+    /// Every instance registered through this registry: `(namespace, service, id)` to node data.
+    registered: Mutex<BTreeMap<Key, Vec<u8>>>,
     /// One live instance list per watched service, kept by one background task each.
     watches: Mutex<HashMap<String, InstanceSender>>,
     /// Set when the [`ZkRegistry`] is dropped or closed: every background task ends.
@@ -180,7 +204,16 @@ impl Inner {
     }
 
     fn service_path(&self, service: &str) -> String {
-        format!("{}/services/{service}", self.chroot)
+        self.dir_path(Namespace::Services, service)
+    }
+
+    /// The node whose children are the instances of `service` in `namespace`.
+    fn dir_path(&self, namespace: Namespace, service: &str) -> String {
+        format!("{}/{}/{service}", self.chroot, namespace.as_str())
+    }
+
+    fn node_path(&self, (namespace, service, id): &Key) -> String {
+        format!("{}/{id}", self.dir_path(*namespace, service))
     }
 
     async fn connect_client(config: &ZkConfig, servers: &str) -> Result<zk::Client> {
@@ -229,10 +262,44 @@ impl Inner {
 
     /// Writes the ephemeral node of an instance: makes its service node if needed, deletes an
     /// existing node at its path, creates it.
-    async fn put_node(&self, service: &str, id: &str, data: &[u8]) -> Result<()> {
-        let dir = self.service_path(service);
-        let path = format!("{dir}/{id}");
+    async fn put_node(&self, key: &Key, data: &[u8]) -> Result<()> {
+        let dir = self.dir_path(key.0, &key.1);
+        let path = self.node_path(key);
         self.run(|| format!("register {path}"), |client| put_node(client, &dir, &path, data))
+            .await
+            .map_err(|(error, what)| zk_error(format!("cannot {what} on {}", self.config.hosts), error))
+    }
+
+    /// Remembers the instance `key` and writes its node; forgets it again when that fails.
+    async fn register_node(&self, key: Key, data: Vec<u8>) -> Result<()> {
+        lock(&self.registered).insert(key.clone(), data.clone());
+        let result = self.put_node(&key, &data).await;
+        if result.is_err() {
+            let mut registered = lock(&self.registered);
+            if registered.get(&key) == Some(&data) {
+                registered.remove(&key);
+            }
+        }
+        result
+    }
+
+    /// Forgets the instance `key` and deletes its node, if it is there.
+    async fn unregister_node(&self, key: Key) -> Result<()> {
+        lock(&self.registered).remove(&key);
+        if !valid_service(&key.1) || !valid_service(&key.2) {
+            return Ok(());
+        }
+        let path = self.node_path(&key);
+        let delete = |client: zk::Client| {
+            let path = path.clone();
+            async move {
+                match client.delete(&path, None).await {
+                    Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        self.run(|| format!("unregister {path}"), delete)
             .await
             .map_err(|(error, what)| zk_error(format!("cannot {what} on {}", self.config.hosts), error))
     }
@@ -240,24 +307,25 @@ impl Inner {
     /// Writes every remembered instance again (on a new session).
     async fn reregister_all(&self) {
         let registered: Vec<_> = lock(&self.registered).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        for ((service, id), data) in registered {
+        for (key, data) in registered {
             // Unregistered meanwhile: leave it out.
-            if !lock(&self.registered).contains_key(&(service.clone(), id.clone())) {
+            if !lock(&self.registered).contains_key(&key) {
                 continue;
             }
-            match self.put_node(&service, &id, &data).await {
-                Ok(()) if !lock(&self.registered).contains_key(&(service.clone(), id.clone())) => {
+            let (namespace, service, id) = (key.0.as_str(), key.1.as_str(), key.2.as_str());
+            match self.put_node(&key, &data).await {
+                Ok(()) if !lock(&self.registered).contains_key(&key) => {
                     // Unregistered while it was being written: take it away again.
-                    let path = format!("{}/{id}", self.service_path(&service));
+                    let path = self.node_path(&key);
                     if let Some(client) = self.client()
                         && let Err(error) = client.delete(&path, None).await
                     {
                         tracing::warn!(target: TARGET, path, %error, "could not remove an unregistered instance");
                     }
                 }
-                Ok(()) => tracing::info!(target: TARGET, service, id, "re-registered the instance"),
+                Ok(()) => tracing::info!(target: TARGET, namespace, service, id, "re-registered the instance"),
                 Err(error) => {
-                    tracing::error!(target: TARGET, service, id, %error, "could not re-register the instance")
+                    tracing::error!(target: TARGET, namespace, service, id, %error, "could not re-register the instance")
                 }
             }
         }
@@ -306,6 +374,36 @@ async fn put_node(client: zk::Client, dir: &str, path: &str, data: &[u8]) -> ZkR
             Err(error) => return Err(error),
         }
     }
+}
+
+/// Reads the web registrations under the node `dir` (`/http/<service>`), ordered by id; none when
+/// the node does not exist.
+async fn read_web(client: zk::Client, dir: &str) -> ZkResult<Vec<WebInstance>> {
+    let mut children = match client.list_children(dir).await {
+        Ok(children) => children,
+        Err(zk::Error::NoNode) => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    children.sort();
+    let paths: Vec<String> = children.iter().map(|child| format!("{dir}/{child}")).collect();
+    // The requests are sent as the futures are made, so they travel pipelined.
+    let reads: Vec<_> = paths.iter().map(|path| client.get_data(path)).collect();
+    let mut instances = Vec::with_capacity(paths.len());
+    for (path, read) in paths.iter().zip(join_all(reads).await) {
+        match read {
+            Ok((data, _)) => match serde_json::from_slice::<WebInstance>(&data) {
+                Ok(instance) => instances.push(instance),
+                Err(error) => {
+                    tracing::warn!(target: TARGET, path, %error, "skipping a web node that is not lymph's JSON")
+                }
+            },
+            // Deleted since it was listed.
+            Err(zk::Error::NoNode) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    instances.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(instances)
 }
 
 /// Reads the instances of the service node `dir` and arms one-shot watches on its children and
@@ -482,6 +580,8 @@ async fn session_task(inner: Arc<Inner>, mut session: zk::SessionId, mut states:
 /// Instances are ephemeral nodes of this registry's ZooKeeper session: they vanish when the
 /// registry is dropped (the session is closed) or when the process dies (after the session
 /// timeout). An expired session is replaced and the registered instances are written again.
+/// Web registrations ([`Registry::register_web`], nodes `/http/<service>/<id>`) are ephemeral
+/// nodes of the same session and are written again with the others.
 ///
 /// Dropping the registry ends its background tasks and closes its session; watch receivers keep
 /// their last list but see no more changes.
@@ -543,7 +643,8 @@ impl ZkRegistry {
     }
 
     /// Closes the current session and waits until the registry has made a new one and written
-    /// its instances again: the path an expired session takes, made to happen now.
+    /// its instances (and web registrations) again: the path an expired session takes, made to
+    /// happen now.
     ///
     /// Meanwhile the registry's ephemeral nodes vanish, as on a real expiry, and watchers of its
     /// services see them go and come back. For tests of the recovery path.
@@ -567,13 +668,13 @@ impl ZkRegistry {
         }
         // The session task re-registers after it publishes the new session: wait for that too.
         loop {
-            let expected: Vec<(String, String)> = lock(&self.inner.registered).keys().cloned().collect();
+            let expected: Vec<Key> = lock(&self.inner.registered).keys().cloned().collect();
             let Some(client) = self.inner.client() else {
                 return Err(Error::transport("the new ZooKeeper session ended at once"));
             };
             let mut missing = false;
-            for (service, id) in &expected {
-                let path = format!("{}/{id}", self.inner.service_path(service));
+            for key in &expected {
+                let path = self.inner.node_path(key);
                 match client.check_stat(&path).await {
                     Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => {}
                     _ => missing = true,
@@ -629,40 +730,12 @@ impl Registry for ZkRegistry {
                 return Err(Error::Config(format!("bad instance id {:?} for ZooKeeper", instance.id)));
             }
             let data = python_json(&instance)?;
-            let key = (service.to_owned(), instance.id.clone());
-            lock(&self.inner.registered).insert(key.clone(), data.clone());
-            let result = self.inner.put_node(service, &instance.id, &data).await;
-            if result.is_err() {
-                let mut registered = lock(&self.inner.registered);
-                if registered.get(&key) == Some(&data) {
-                    registered.remove(&key);
-                }
-            }
-            result
+            self.inner.register_node((Namespace::Services, service.to_owned(), instance.id), data).await
         })
     }
 
     fn unregister<'a>(&'a self, service: &'a str, id: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            lock(&self.inner.registered).remove(&(service.to_owned(), id.to_owned()));
-            if !valid_service(service) || !valid_service(id) {
-                return Ok(());
-            }
-            let path = format!("{}/{id}", self.inner.service_path(service));
-            let delete = |client: zk::Client| {
-                let path = path.clone();
-                async move {
-                    match client.delete(&path, None).await {
-                        Ok(()) | Err(zk::Error::NoNode) => Ok(()),
-                        Err(error) => Err(error),
-                    }
-                }
-            };
-            self.inner
-                .run(|| format!("unregister {path}"), delete)
-                .await
-                .map_err(|(error, what)| zk_error(format!("cannot {what} on {}", self.inner.config.hosts), error))
-        })
+        Box::pin(self.inner.unregister_node((Namespace::Services, service.to_owned(), id.to_owned())))
     }
 
     fn discover(&self) -> BoxFuture<'_, Result<Vec<String>>> {
@@ -716,6 +789,36 @@ impl Registry for ZkRegistry {
             Ok(receiver)
         })
     }
+
+    fn register_web<'a>(&'a self, service: &'a str, instance: WebInstance) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if !valid_service(service) {
+                return Err(Error::Config(format!("bad service name {service:?} for ZooKeeper")));
+            }
+            if !valid_service(&instance.id) {
+                return Err(Error::Config(format!("bad instance id {:?} for ZooKeeper", instance.id)));
+            }
+            let data = python_web_json(&instance)?;
+            self.inner.register_node((Namespace::Http, service.to_owned(), instance.id), data).await
+        })
+    }
+
+    fn unregister_web<'a>(&'a self, service: &'a str, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.inner.unregister_node((Namespace::Http, service.to_owned(), id.to_owned())))
+    }
+
+    fn lookup_web<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Result<Vec<WebInstance>>> {
+        Box::pin(async move {
+            if !valid_service(service) {
+                return Ok(Vec::new());
+            }
+            let dir = self.inner.dir_path(Namespace::Http, service);
+            self.inner
+                .run(|| format!("look up {dir}"), |client| read_web(client, &dir))
+                .await
+                .map_err(|(error, what)| zk_error(format!("cannot {what} on {}", self.inner.config.hosts), error))
+        })
+    }
 }
 
 /// The instance as JSON, byte for byte as Python's `json.dumps` (default settings) writes it:
@@ -723,6 +826,14 @@ impl Registry for ZkRegistry {
 fn python_json(instance: &ServiceInstance) -> Result<Vec<u8>> {
     let json =
         lymph_core::codec::json_dumps(instance).map_err(|error| Error::Config(format!("bad instance: {error}")))?;
+    Ok(json.into_bytes())
+}
+
+/// The web registration as JSON, byte for byte as Python's `json.dumps` writes it (see
+/// [`python_json`]).
+fn python_web_json(instance: &WebInstance) -> Result<Vec<u8>> {
+    let json = lymph_core::codec::json_dumps(instance)
+        .map_err(|error| Error::Config(format!("bad web registration: {error}")))?;
     Ok(json.into_bytes())
 }
 
@@ -747,6 +858,22 @@ mod tests {
         let expected = r#"{"id": "8aaa4bc8b4228e28dcb6f58686228be1", "identity": "6332f7e13b20cdfe61daa462925c8f25", "version": null, "endpoint": "tcp://127.0.0.1:64649", "log_endpoint": "tcp://127.0.0.1:34151", "monitoring_endpoint": "tcp://127.0.0.1:40653", "backdoor_endpoint": null, "fqdn": "localhost", "hostname": "vm", "ip": "127.0.0.1", "type": false}"#;
         assert_eq!(String::from_utf8(python_json(&instance).unwrap()).unwrap(), expected);
         assert_eq!(expected.len(), 333);
+    }
+
+    #[test]
+    fn web_json_matches_python_json_dumps() {
+        let instance = WebInstance {
+            id: "8aaa4bc8b4228e28dcb6f58686228be1".into(),
+            identity: "6332f7e13b20cdfe61daa462925c8f25".into(),
+            version: None,
+            hostname: Some("vm".into()),
+            ip: Some("127.0.0.1".into()),
+            http_port: 4080,
+        };
+        // json.dumps(ServiceInstance(id=..., identity=..., hostname='vm', ip='127.0.0.1',
+        // http_port=4080).serialize()), as lymph's web interface registers itself.
+        let expected = r#"{"id": "8aaa4bc8b4228e28dcb6f58686228be1", "identity": "6332f7e13b20cdfe61daa462925c8f25", "version": null, "hostname": "vm", "ip": "127.0.0.1", "http_port": 4080}"#;
+        assert_eq!(String::from_utf8(python_web_json(&instance).unwrap()).unwrap(), expected);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use lymph_core::Error;
-use lymph_core::registry::{InstanceWatch, Registry, ServiceInstance};
+use lymph_core::registry::{InstanceWatch, Registry, ServiceInstance, WebInstance};
 use lymph_transports::{ZkConfig, ZkRegistry};
 use zookeeper_client as zk;
 
@@ -286,4 +286,137 @@ async fn connecting_to_a_closed_port_fails_quickly_and_clearly() -> Result<()> {
     let message = error.to_string();
     ensure!(message.contains(&hosts), "the error does not name the hosts: {message}");
     Ok(())
+}
+
+/// Removes `path` and everything below it.
+async fn remove_tree(raw: &zk::Client, path: &str) -> Result<()> {
+    let mut paths = vec![path.to_owned()];
+    let mut next = 0;
+    while next < paths.len() {
+        let children = match raw.list_children(&paths[next]).await {
+            Ok(children) => children,
+            Err(zk::Error::NoNode) => Vec::new(),
+            Err(error) => return Err(error.into()),
+        };
+        let parent = paths[next].clone();
+        paths.extend(children.into_iter().map(|child| format!("{parent}/{child}")));
+        next += 1;
+    }
+    for path in paths.iter().rev() {
+        match raw.delete(path, None).await {
+            Ok(()) | Err(zk::Error::NoNode) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+fn web(id: &str, http_port: u16) -> WebInstance {
+    WebInstance {
+        id: id.to_owned(),
+        identity: format!("identity-{id}"),
+        version: None,
+        hostname: Some("vm".into()),
+        ip: Some("127.0.0.1".into()),
+        http_port,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_web_writes_lymphs_ephemeral_http_node() -> Result<()> {
+    let chroot = format!("/{}", unique("lymph-rs-web"));
+    let registry = ZkRegistry::connect(ZkConfig::new(format!("{HOSTS}{chroot}"))).await?;
+    let observer = ZkRegistry::connect(ZkConfig::new(format!("{HOSTS}{chroot}"))).await?;
+    let raw = raw_client().await?;
+    let result = async {
+        let inst = WebInstance {
+            id: "8aaa4bc8b4228e28dcb6f58686228be1".into(),
+            identity: "6332f7e13b20cdfe61daa462925c8f25".into(),
+            version: None,
+            hostname: Some("h\u{f4}te".into()),
+            ip: Some("127.0.0.1".into()),
+            http_port: 4080,
+        };
+        // A node left at the path by another session (a restart faster than the session
+        // timeout): lymph deletes it before it creates its own.
+        let path = format!("{chroot}/http/web/{}", inst.id);
+        registry.register_web("web", web(&inst.id, 1)).await?;
+        raw.delete(&path, None).await?;
+        raw.create(&path, b"stale", &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())).await?;
+
+        registry.register_web("web", inst.clone()).await?;
+        // What Python's json.dumps(ServiceInstance(id=..., identity=..., hostname=..., ip=...,
+        // http_port=...).serialize()) writes, as lymph's WebServiceInterface.on_start registers.
+        let expected = concat!(
+            r#"{"id": "8aaa4bc8b4228e28dcb6f58686228be1", "identity": "6332f7e13b20cdfe61daa462925c8f25", "#,
+            r#""version": null, "hostname": "h\u00f4te", "ip": "127.0.0.1", "http_port": 4080}"#
+        );
+        let (data, stat) = raw.get_data(&path).await.with_context(|| format!("reading {path}"))?;
+        assert_eq!(String::from_utf8(data)?, expected);
+        assert_eq!(Some(stat.ephemeral_owner), registry.session_id(), "ephemeral, owned by the registry's session");
+        let (dir_data, dir_stat) = raw.get_data(&format!("{chroot}/http/web")).await?;
+        assert!(dir_data.is_empty());
+        assert_eq!(dir_stat.ephemeral_owner, 0, "the service's http node is persistent");
+
+        // Lookup, from any registry, ordered by id.
+        registry.register_web("web", web("0000", 4081)).await?;
+        assert_eq!(observer.lookup_web("web").await?, [web("0000", 4081), inst.clone()]);
+        assert!(observer.lookup_web("nothing").await?.is_empty(), "a missing node is no registration");
+        // The web namespace is not the services one.
+        assert!(observer.discover().await?.is_empty());
+        ensure!(matches!(observer.watch("web").await, Err(Error::LookupFailure { .. })));
+
+        // Unregistering removes the node; a second time, or an unknown id, is fine.
+        registry.unregister_web("web", &inst.id).await?;
+        registry.unregister_web("web", &inst.id).await?;
+        registry.unregister_web("unknown", "0000").await?;
+        assert!(raw.check_stat(&path).await?.is_none());
+        assert_eq!(observer.lookup_web("web").await?, [web("0000", 4081)]);
+        registry.unregister_web("web", "0000").await?;
+        assert!(observer.lookup_web("web").await?.is_empty());
+        Ok(())
+    }
+    .await;
+    drop((registry, observer));
+    remove_tree(&raw, &chroot).await?;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_registrations_come_back_on_a_new_session() -> Result<()> {
+    let chroot = format!("/{}", unique("lymph-rs-web-expiry"));
+    let registry = ZkRegistry::connect(ZkConfig::new(format!("{HOSTS}{chroot}"))).await?;
+    let observer = ZkRegistry::connect(ZkConfig::new(format!("{HOSTS}{chroot}"))).await?;
+    let raw = raw_client().await?;
+    let result = async {
+        registry.register("web", instance("w1", 8200)).await?;
+        registry.register_web("web", web("w1", 4080)).await?;
+        registry.register_web("web", web("w2", 4081)).await?;
+        registry.unregister_web("web", "w2").await?;
+
+        let old_session = registry.session_id().context("no session")?;
+        registry.restart_session().await?;
+        let new_session = registry.session_id().context("no session")?;
+        assert_ne!(new_session, old_session);
+
+        let stat = raw.check_stat(&format!("{chroot}/http/web/w1")).await?.context("not registered again")?;
+        assert_eq!(stat.ephemeral_owner, new_session);
+        assert!(raw.check_stat(&format!("{chroot}/http/web/w2")).await?.is_none(), "unregistered stays away");
+        let stat = raw.check_stat(&format!("{chroot}/services/web/w1")).await?.context("service not back")?;
+        assert_eq!(stat.ephemeral_owner, new_session);
+        assert_eq!(observer.lookup_web("web").await?, [web("w1", 4080)]);
+
+        // Closing the session takes the web registration away with it.
+        registry.close().await;
+        let deadline = Instant::now() + PROPAGATION;
+        while !observer.lookup_web("web").await?.is_empty() {
+            ensure!(Instant::now() < deadline, "the web registration outlived its session");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+    .await;
+    drop(observer);
+    remove_tree(&raw, &chroot).await?;
+    result
 }
