@@ -743,6 +743,16 @@ impl Config {
             },
             None => ConnectionTiming::default(),
         };
+        let monitoring_interval = match container.section("monitoring")? {
+            Some(monitoring) => match monitoring.seconds("interval")? {
+                Some(interval) if interval.is_zero() => {
+                    return Err(monitoring
+                        .invalid(&monitoring.key("interval"), "bad duration 0: expected a number of seconds > 0"));
+                }
+                interval => interval,
+            },
+            None => None,
+        };
         let service_name = match container.string("service_name")? {
             Some(name) => Some(name),
             None => self.top().string("name")?,
@@ -754,6 +764,7 @@ impl Config {
             registry: RegistryConfig::from_section(&container.required_section("registry")?)?,
             events: EventsConfig::from_section(&container.required_section("events")?)?,
             connection,
+            monitoring_interval,
         })
     }
 
@@ -951,6 +962,9 @@ pub struct ContainerConfig {
     pub events: EventsConfig,
     /// `container.rpc.connection`: heartbeat and liveness timing.
     pub connection: ConnectionTiming,
+    /// `container.monitoring.interval`: how often the metrics stream pushes the container's
+    /// metrics, in seconds (lymph-rs only; lymph pushes every 5 s).
+    pub monitoring_interval: Option<Duration>,
 }
 
 /// The heartbeat and liveness timing of `container.rpc.connection`; what is absent keeps lymph's

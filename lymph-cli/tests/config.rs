@@ -348,6 +348,20 @@ fn rpc_connection_timing_is_read() -> Result {
 }
 
 #[test]
+fn the_monitoring_interval_is_read_and_must_be_positive() -> Result {
+    assert_eq!(Config::from_yaml_str(CONTAINER, None)?.container()?.monitoring_interval, None);
+    let yaml = format!("{CONTAINER}  monitoring:\n    interval: 0.25\n");
+    let interval = Config::from_yaml_str(&yaml, None)?.container()?.monitoring_interval;
+    assert_eq!(interval, Some(Duration::from_millis(250)));
+    for bad in ["0", "-1", "soon"] {
+        let yaml = format!("{CONTAINER}  monitoring:\n    interval: {bad}\n");
+        let err = error(Config::from_yaml_str(&yaml, None)?.container());
+        assert_eq!(err.key(), Some("container.monitoring.interval"), "{bad}: {err}");
+    }
+    Ok(())
+}
+
+#[test]
 fn static_registry_and_in_process_events() -> Result {
     let container = Config::from_yaml_str(CONTAINER, None)?.container()?;
     assert_eq!(container.registry, RegistryConfig::Static);

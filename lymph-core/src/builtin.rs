@@ -103,7 +103,8 @@ impl Interface for Builtin {
                 }
                 "get_metrics" => {
                     args::<NoArgs>(method, body)?;
-                    Ok(encode(&ctx.shared().metrics_series()))
+                    let container = crate::Container { shared: ctx.shared().clone() };
+                    Ok(encode(&container.metrics()))
                 }
                 "change_loglevel" => {
                     let LogLevelArgs { qualname, loglevel, period } = args(method, body)?;

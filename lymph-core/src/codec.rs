@@ -25,11 +25,22 @@
 //! - **Ext 101** ([`EMBEDDED_MSGPACK_EXT`]) holds an embedded, already packed msgpack value
 //!   (lymph's `raw_embed`); other ext codes are carried as they are.
 //!
+//! # The legacy form
+//!
+//! One stream is different: the metrics lymph pushes on its monitoring socket are packed with a
+//! plain `msgpack.dumps(stats)`, without `use_bin_type`, by the msgpack-python 0.4 lymph 0.15
+//! deploys. That packer knows only the old *raw* type for text and bytes alike: fixraw up to 31
+//! bytes, then raw16 (`0xda`) and raw32 (`0xdb`), never `str8` (`0xd9`) nor bin. The raw markers
+//! are those of the str family, so any decoder reads the result as strings.
+//! [`to_legacy_msgpack`] writes a [`Value`](crate::Value) that way.
+//!
 //! Decoding is strict where lymph's would fail and never panics: a value must be complete, with no
 //! trailing bytes, nest at most [`MAX_DEPTH`] containers deep, and not use the reserved byte `0xc1`.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::value::Payload;
 
 /// The ext type code lymph uses for embedded, already packed msgpack (`EMBEDDED_MSGPACK_TYPE`).
 pub const EMBEDDED_MSGPACK_EXT: i8 = 101;
@@ -90,6 +101,65 @@ impl serde::ser::Error for EncodeError {
 /// When serde reports an error, e.g. a `Serialize` impl that fails.
 pub fn to_msgpack<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
     rmp_serde::to_vec_named(value).map_err(|e| EncodeError::Serde(e.to_string()))
+}
+
+/// Encodes `value` as Python's `msgpack.dumps(value)` does without `use_bin_type` (msgpack-python
+/// 0.4, as lymph 0.15 deploys it): the form of lymph's metrics stream.
+///
+/// The bytes are those of [`Value::to_msgpack`](crate::Value::to_msgpack) except for strings and bytes, which are both
+/// written as the old raw type: fixraw up to 31 bytes, raw16 (`0xda`) from 32, raw32 (`0xdb`)
+/// from 65536; never `str8` (`0xd9`) nor bin (`0xc4` to `0xc6`). Integers take their smallest form,
+/// floats keep their width (Python's are all float64), maps keep their order. lymph's tagged types
+/// (which a plain `msgpack.dumps` cannot pack at all) are written as their tagged maps, and ext
+/// values as they are.
+///
+/// Raw data that is not UTF-8 (from a [`Value::Bin`](crate::Value::Bin)) cannot be decoded again
+/// by [`Value::from_msgpack`](crate::Value::from_msgpack), which reads raw as text.
+///
+/// # Panics
+///
+/// As [`Value::to_msgpack`](crate::Value::to_msgpack): when a string, binary or container is longer than `u32::MAX`.
+pub fn to_legacy_msgpack(value: &crate::Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_legacy(&mut out, value);
+    out
+}
+
+fn write_legacy(out: &mut Vec<u8>, value: &crate::Value) {
+    use crate::Value;
+
+    if let Some((tag, payload)) = value.tagged() {
+        write::map_len(out, 2);
+        write::raw(out, b"__type__");
+        write::raw(out, tag.name().as_bytes());
+        write::raw(out, b"_");
+        match payload {
+            Payload::Str(s) => write::raw(out, s.as_bytes()),
+            Payload::Items(items) => write_legacy_array(out, items),
+        }
+        return;
+    }
+    match value {
+        Value::Str(s) => write::raw(out, s.as_bytes()),
+        Value::Bin(b) => write::raw(out, b),
+        Value::Array(items) => write_legacy_array(out, items),
+        Value::Map(entries) => {
+            write::map_len(out, entries.len());
+            for (k, v) in entries {
+                write_legacy(out, k);
+                write_legacy(out, v);
+            }
+        }
+        // Nil, booleans, numbers and ext values have one form only.
+        other => other.write_msgpack(out),
+    }
+}
+
+fn write_legacy_array(out: &mut Vec<u8>, items: &[crate::Value]) {
+    write::array_len(out, items.len());
+    for item in items {
+        write_legacy(out, item);
+    }
 }
 
 /// Decodes exactly one msgpack value from `bytes` into `T`.
@@ -388,6 +458,12 @@ pub(crate) mod write {
         out.extend_from_slice(s.as_bytes());
     }
 
+    /// Text or bytes as the old raw type, which has no 8-bit length form: fixraw, raw16, raw32.
+    pub(crate) fn raw(out: &mut Vec<u8>, b: &[u8]) {
+        header(out, b.len(), Some((0xa0, 32)), None, 0xda, 0xdb);
+        out.extend_from_slice(b);
+    }
+
     pub(crate) fn bin(out: &mut Vec<u8>, b: &[u8]) {
         header(out, b.len(), None, Some(0xc4), 0xc5, 0xc6);
         out.extend_from_slice(b);
@@ -477,6 +553,7 @@ mod tests {
     }
 
     use super::*;
+    use crate::Value;
 
     #[test]
     fn validate_accepts_one_complete_value() {
@@ -555,6 +632,87 @@ mod tests {
         out.clear();
         write::ext(&mut out, -1, &[1, 2, 3]);
         assert_eq!(out, [0xc7, 3, 0xff, 1, 2, 3]);
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+        digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn legacy_strings_are_raw_without_an_8_bit_form() {
+        let legacy = |value: Value| to_legacy_msgpack(&value);
+        assert_eq!(legacy(Value::from("")), [0xa0]);
+        let short = legacy(Value::from("x".repeat(31)));
+        assert_eq!((short[0], short.len()), (0xbf, 32), "fixraw up to 31 bytes");
+        let long = legacy(Value::from("x".repeat(32)));
+        assert_eq!((&long[..3], long.len()), (&[0xda, 0x00, 0x20][..], 35), "raw16 from 32 bytes, not str8");
+        let longer = legacy(Value::from("x".repeat(255)));
+        assert_eq!(longer[..3], [0xda, 0x00, 0xff]);
+        let huge = legacy(Value::from("x".repeat(65536)));
+        assert_eq!(huge[..5], [0xdb, 0x00, 0x01, 0x00, 0x00], "raw32 from 65536 bytes");
+        assert_eq!(legacy(Value::Bin(vec![1, 2])), [0xa2, 1, 2], "bytes are raw too, not bin");
+        assert_eq!(legacy(Value::Bin(vec![7; 40]))[..3], [0xda, 0x00, 40]);
+        // Modern encoding, for contrast: str8.
+        assert_eq!(Value::from("x".repeat(32)).to_msgpack()[..2], [0xd9, 0x20]);
+    }
+
+    #[test]
+    fn legacy_numbers_and_scalars_are_as_python_packs_them() {
+        let legacy = |value: Value| to_legacy_msgpack(&value);
+        assert_eq!(legacy(Value::F64(1.5)), hex("cb 3ff8000000000000"), "Python floats are float64");
+        assert_eq!(legacy(Value::F32(1.5)), hex("ca 3fc00000"), "a float32 keeps its width");
+        assert_eq!(legacy(Value::Int(5)), [0x05]);
+        assert_eq!(legacy(Value::Int(300)), [0xcd, 0x01, 0x2c]);
+        assert_eq!(legacy(Value::Int(-200)), [0xd1, 0xff, 0x38]);
+        assert_eq!(legacy(Value::UInt(u64::MAX)), hex("cf ffffffffffffffff"));
+        assert_eq!(legacy(Value::Nil), [0xc0]);
+        assert_eq!(legacy(Value::Bool(true)), [0xc3]);
+        assert_eq!(legacy(Value::Ext(101, vec![0xc0])), [0xd4, 101, 0xc0]);
+    }
+
+    #[test]
+    fn legacy_containers_nest_and_keep_their_order() {
+        // Python: msgpack.dumps({'time': 1.5, 'series': [['rpc', 3, {'subject': 'echo.upper',
+        //   'identity': '0123456789abcdef0123456789abcdef'}], ['rpc.duration_ms', 0.25, {}],
+        //   ['neg', -200, {}]]}), with msgpack 0.4 (or use_bin_type=False).
+        let stats = Value::map([
+            ("time", Value::F64(1.5)),
+            (
+                "series",
+                Value::Array(vec![
+                    Value::Array(vec![
+                        Value::from("rpc"),
+                        Value::Int(3),
+                        Value::map([("subject", "echo.upper"), ("identity", "0123456789abcdef0123456789abcdef")]),
+                    ]),
+                    Value::Array(vec![Value::from("rpc.duration_ms"), Value::F64(0.25), Value::Map(Vec::new())]),
+                    Value::Array(vec![Value::from("neg"), Value::Int(-200), Value::Map(Vec::new())]),
+                ]),
+            ),
+        ]);
+        let python = hex("82 a474696d65 cb3ff8000000000000 a6736572696573 93
+             93 a3727063 03 82 a77375626a656374 aa6563686f2e7570706572 a86964656e74697479
+                da0020 3031323334353637383961626364656630313233343536373839616263646566
+             93 af7270632e6475726174696f6e5f6d73 cb3fd0000000000000 80
+             93 a36e6567 d1ff38 80");
+        assert_eq!(to_legacy_msgpack(&stats), python);
+        assert_eq!(Value::from_msgpack(&python), Ok(stats), "raw16 reads back as text");
+
+        let wide = Value::Array((0..16).map(Value::Int).collect());
+        assert_eq!(to_legacy_msgpack(&wide)[..3], [0xdc, 0x00, 0x10]);
+        let wide = Value::Map((0..16).map(|i| (Value::Int(i), Value::Nil)).collect());
+        assert_eq!(to_legacy_msgpack(&wide)[..3], [0xde, 0x00, 0x10]);
+    }
+
+    #[test]
+    fn legacy_tagged_values_are_their_maps_with_raw_strings() {
+        let uuid = Value::Uuid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".to_owned());
+        let mut expected = hex("82 a85f5f747970655f5f a455554944 a15f da0024");
+        expected.extend_from_slice(b"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+        assert_eq!(to_legacy_msgpack(&uuid), expected);
+        let set = Value::Set(vec![Value::from("a")]);
+        assert_eq!(to_legacy_msgpack(&set), hex("82 a85f5f747970655f5f a3736574 a15f 91 a161"));
     }
 
     #[test]

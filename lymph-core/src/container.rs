@@ -295,6 +295,7 @@ pub trait LogLevels: Send + Sync {
 #[derive(Debug, Clone, Default)]
 struct HostInfo {
     log_endpoint: Option<String>,
+    monitoring_endpoint: Option<String>,
     ip: Option<String>,
     hostname: Option<String>,
     fqdn: Option<String>,
@@ -434,6 +435,13 @@ impl ContainerBuilder {
     /// `lymph tail` finds it.
     pub fn log_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.host.log_endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The endpoint of the container's metrics stream, registered as `monitoring_endpoint` so
+    /// that monitoring tools find it.
+    pub fn monitoring_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.host.monitoring_endpoint = Some(endpoint.into());
         self
     }
 
@@ -723,6 +731,32 @@ impl Container {
         self.shared.is_running()
     }
 
+    /// Waits until the container stops: returns once [`stop`](Container::stop) has begun (at
+    /// once if it has), so that work tied to the container can end with it.
+    pub async fn stopped(&self) {
+        self.shared.shutdown.wait().await;
+    }
+
+    /// The container's metrics now, in lymph's form: a list of `[name, value, tags]` (see the
+    /// table below). The built-in `lymph.get_metrics` returns it, and the metrics stream pushes it.
+    ///
+    /// | name | tags | value |
+    /// |---|---|---|
+    /// | `rpc` | `subject` | requests received |
+    /// | `rpc.error_count` | `subject`, `kind` (`ERROR`, `NACK`) | requests answered with an error |
+    /// | `rpc.duration_ms` | `subject` | total handling time in milliseconds |
+    /// | `rpc.connection_count` | | peers the container talks to |
+    /// | `rpc.in_flight` | | requests and events being handled now |
+    /// | `events` | `event_type`, `handler` | events handled |
+    /// | `events.failed` | `event_type`, `handler` | events whose handler failed |
+    /// | `process.memory.rss` | | resident memory of the process in bytes (Linux) |
+    ///
+    /// Every entry also carries the container's `identity` and `endpoint` tags. Counters count
+    /// from the container's start; heartbeats (`lymph.ping`) are not counted.
+    pub fn metrics(&self) -> Value {
+        self.shared.metrics_series()
+    }
+
     /// Stops the container gracefully: deregisters it, stops consuming events, waits (up to 30 s)
     /// for in-flight requests and events to finish, and releases its endpoint. Stopping twice does
     /// nothing the second time.
@@ -832,6 +866,7 @@ impl Container {
                 );
                 instance.worker = shared.worker;
                 instance.log_endpoint.clone_from(&shared.host.log_endpoint);
+                instance.monitoring_endpoint.clone_from(&shared.host.monitoring_endpoint);
                 instance.ip.clone_from(&shared.host.ip);
                 instance.hostname.clone_from(&shared.host.hostname);
                 instance.fqdn.clone_from(&shared.host.fqdn);

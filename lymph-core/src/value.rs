@@ -69,7 +69,7 @@ pub enum Value {
 
 /// The tagged types of lymph's serializer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tag {
+pub(crate) enum Tag {
     DateTime,
     Date,
     Time,
@@ -83,7 +83,7 @@ impl Tag {
     const ALL: [Tag; 7] = [Tag::DateTime, Tag::Date, Tag::Time, Tag::Decimal, Tag::Uuid, Tag::Set, Tag::Undefined];
 
     /// The `__type__` string: Python's `type(obj).__name__`.
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Tag::DateTime => "datetime",
             Tag::Date => "date",
@@ -125,7 +125,7 @@ impl Tag {
 
 /// The `_` of a tagged value, borrowed.
 #[derive(Debug, Clone, Copy)]
-enum Payload<'a> {
+pub(crate) enum Payload<'a> {
     Str(&'a str),
     Items(&'a [Value]),
 }
@@ -220,7 +220,7 @@ impl Value {
     }
 
     /// The lymph type and payload of a tagged variant.
-    fn tagged(&self) -> Option<(Tag, Payload<'_>)> {
+    pub(crate) fn tagged(&self) -> Option<(Tag, Payload<'_>)> {
         Some(match self {
             Value::DateTime(s) => (Tag::DateTime, Payload::Str(s)),
             Value::Date(s) => (Tag::Date, Payload::Str(s)),

@@ -9,6 +9,10 @@
 //! | `amqp` | `AmqpEvents` | [`EventSystem`](lymph_core::EventSystem) | RabbitMQ, lymph's exchanges, queues and msgpack events |
 //! | `zookeeper` | `ZkRegistry` | [`Registry`](lymph_core::Registry) | ZooKeeper, lymph's `/lymph/services` layout and JSON nodes |
 //!
+//! The `zmq` feature also has a container's two side streams: `LogPublisher` (the log stream,
+//! registered as `log_endpoint`) and `MetricsPublisher` (the metrics stream, registered as
+//! `monitoring_endpoint`).
+//!
 //! Python lymph 0.15 services and these backends share one cluster: the bytes on every wire are
 //! lymph's.
 
@@ -16,6 +20,8 @@
 mod amqp;
 #[cfg(feature = "zmq")]
 mod log_stream;
+#[cfg(feature = "zmq")]
+mod monitoring;
 #[cfg(feature = "zmq")]
 mod zmq;
 #[cfg(feature = "zookeeper")]
@@ -25,6 +31,8 @@ mod zookeeper;
 pub use amqp::{AmqpConfig, AmqpEvents};
 #[cfg(feature = "zmq")]
 pub use log_stream::LogPublisher;
+#[cfg(feature = "zmq")]
+pub use monitoring::MetricsPublisher;
 #[cfg(feature = "zmq")]
 pub use zmq::{ZmqConfig, ZmqRpc};
 #[cfg(feature = "zookeeper")]

@@ -257,3 +257,50 @@ async fn a_stopped_container_deregisters_and_drains() {
     let after = client.client::<ProbeClient>().add(1, 1).await;
     assert!(matches!(after, Err(Error::NotConnected { reason: NotConnectedReason::NoInstances, .. })), "{after:?}");
 }
+
+/// The value of the series entry `name` whose `subject` tag is `subject`.
+fn counted(series: &Value, name: &str, subject: &str) -> Option<Value> {
+    series.as_array()?.iter().find_map(|entry| {
+        let parts = entry.as_array()?;
+        let tagged = parts.get(2)?.get("subject").and_then(Value::as_str) == Some(subject);
+        (parts.first()?.as_str() == Some(name) && tagged).then(|| parts[1].clone())
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_are_those_of_get_metrics_and_the_monitoring_endpoint_is_registered() {
+    let network = MemoryNetwork::new();
+    let service = Container::builder()
+        .network(&network)
+        .interface(Probe::default())
+        .monitoring_endpoint("tcp://127.0.0.1:40653")
+        .start()
+        .await
+        .unwrap();
+    let client = Container::builder().network(&network).start().await.unwrap();
+    for instance in client.lookup("probe").await.unwrap().into_iter().chain(client.lookup("lymph").await.unwrap()) {
+        assert_eq!(instance.monitoring_endpoint.as_deref(), Some("tcp://127.0.0.1:40653"), "{instance:?}");
+    }
+    let probe: ProbeClient = client.client();
+    for n in 0..3 {
+        assert_eq!(probe.add(n, 1).await.unwrap(), n + 1);
+    }
+    let served: Value =
+        client.proxy(service.endpoint()).namespace("lymph").call("get_metrics", &Value::Map(Vec::new())).await.unwrap();
+    let local = service.metrics();
+    assert_eq!(counted(&served, "rpc", "probe.add"), Some(Value::Int(3)), "{served}");
+    assert_eq!(counted(&local, "rpc", "probe.add"), Some(Value::Int(3)), "{local}");
+    // The call of get_metrics is counted once it has been answered.
+    assert_eq!(counted(&served, "rpc", "lymph.get_metrics"), None);
+    assert_eq!(counted(&local, "rpc", "lymph.get_metrics"), Some(Value::Int(1)));
+
+    let stopped = tokio::spawn({
+        let service = service.clone();
+        async move { service.stopped().await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!stopped.is_finished(), "stopped waits for the stop");
+    service.stop().await;
+    stopped.await.unwrap();
+    service.stopped().await;
+}

@@ -208,3 +208,190 @@ interfaces:
     assert!(node.0.wait().unwrap().success());
     wait_for("the port to close", || health(port) == 0);
 }
+
+// --- the metrics stream -------------------------------------------------------------------------
+
+/// A `scenarios instance` process, stopped with SIGKILL when dropped (SIGTERM is the test's job).
+struct Instance {
+    child: std::process::Child,
+    /// The lines of its log, read as they come so that the pipe never fills.
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Instance {
+    /// Starts `scenarios instance -c <config> --loglevel INFO`.
+    fn start(config: &std::path::Path) -> Instance {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scenarios"))
+            .args(["instance", "--loglevel", "INFO", "--no-color", "-c"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (line, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for text in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = line.send(text);
+            }
+        });
+        Instance { child, log }
+    }
+
+    /// The first log line that contains `text`, within 15 s.
+    fn log_line(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.log.recv_timeout(left).unwrap_or_else(|_| panic!("no log line with {text:?}"));
+            if line.contains(text) {
+                return line;
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn terminate(mut self) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+    }
+}
+
+/// The next `stats` message on `socket`, decoded, within 10 s.
+async fn stats(socket: &mut zeromq::SubSocket) -> lymph::Value {
+    use zeromq::SocketRecv;
+    let message = tokio::time::timeout(std::time::Duration::from_secs(10), socket.recv())
+        .await
+        .expect("a stats message within 10 s")
+        .unwrap();
+    assert_eq!(message.len(), 2, "{message:?}");
+    assert_eq!(message.get(0).unwrap().as_ref(), b"stats");
+    let body = message.get(1).unwrap();
+    let value = lymph::Value::from_msgpack(body).unwrap();
+    assert_eq!(*body, lymph::codec::to_legacy_msgpack(&value), "lymph's legacy msgpack");
+    let time = value.get("time").and_then(lymph::Value::as_f64).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - time).abs() < 30.0, "time {time}, now {now}");
+    value
+}
+
+/// The value of the series entry `name` whose tag `key` is `value`.
+fn metric(stats: &lymph::Value, name: &str, key: &str, value: &str) -> Option<lymph::Value> {
+    stats.get("series")?.as_array()?.iter().find_map(|entry| {
+        let parts = entry.as_array()?;
+        let tagged = parts.get(2)?.get(key).and_then(lymph::Value::as_str) == Some(value);
+        (parts.first()?.as_str() == Some(name) && tagged).then(|| parts[1].clone())
+    })
+}
+
+async fn subscribe(endpoint: &str) -> zeromq::SubSocket {
+    use zeromq::Socket;
+    let mut socket = zeromq::SubSocket::new();
+    socket.subscribe("").await.unwrap();
+    socket.connect(endpoint).await.unwrap();
+    socket
+}
+
+#[tokio::test]
+async fn an_instance_pushes_its_metrics_at_the_configured_interval() {
+    let path = config(
+        "echo.yml",
+        "container:\n  ip: 127.0.0.1\n  monitoring:\n    interval: 0.2\n  registry:\n    \
+         class: lymph.discovery.static:StaticServiceRegistryHub\n  events:\n    \
+         class: lymph.events.null:NullEventSystem\ninterfaces:\n  echo:\n    class: echo:Echo\n",
+    );
+    let instance = Instance::start(&path);
+    // The endpoint, from the log line of its binding (the registry is in the process).
+    let line = instance.log_line("metrics stream bound");
+    let endpoint = line.split("endpoint=").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap_or_default();
+    let endpoint = endpoint.trim_matches('"');
+    assert!(endpoint.starts_with("tcp://127.0.0.1:"), "{line}");
+
+    let line = instance.log_line(" started");
+    let rpc = line.split("endpoint=").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap_or_default();
+    let client = lymph::Container::builder().rpc(lymph::transports::ZmqRpc::default()).start().await.unwrap();
+    let echo = client.proxy(rpc.trim_matches('"')).namespace("echo");
+    for text in ["a", "b"] {
+        let _: String = echo.call("upper", &lymph::Value::map([("text", text)])).await.unwrap();
+    }
+
+    let mut socket = subscribe(endpoint).await;
+    let first = stats(&mut socket).await;
+    assert_eq!(metric(&first, "rpc", "subject", "echo.upper"), Some(lymph::Value::Int(2)), "{first}");
+    let started = std::time::Instant::now();
+    let second = stats(&mut socket).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "pushed every 0.2 s: {:?}", started.elapsed());
+    let time = |stats: &lymph::Value| stats.get("time").and_then(lymph::Value::as_f64).unwrap();
+    assert!(time(&second) > time(&first), "{first} then {second}");
+    let series = second.get("series").and_then(lymph::Value::as_array).unwrap();
+    let names: Vec<&str> = series.iter().filter_map(|entry| entry.as_array()?.first()?.as_str()).collect();
+    assert!(names.contains(&"rpc.connection_count") && names.contains(&"rpc.in_flight"), "{second}");
+    assert!(series.iter().all(|entry| entry.as_array().is_some_and(|p| p.len() == 3)), "{second}");
+    client.stop().await;
+    instance.terminate();
+}
+
+/// On ZooKeeper: the instance registers `monitoring_endpoint`, and its stream counts the requests
+/// it served.
+#[cfg(feature = "real-infra")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_instance_streams_metrics_that_count_its_requests() {
+    use lymph::testing::{Cluster, Real};
+    use lymph::{Container, Value};
+
+    let cluster = Real::new().unwrap();
+    let (hosts, chroot) = cluster.zookeeper().split_once('/').unwrap();
+    let path = config(
+        "echo.yml",
+        &format!(
+            "container:\n  ip: 127.0.0.1\n  monitoring:\n    interval: 0.2\n  registry:\n    \
+             class: lymph.discovery.zookeeper:ZookeeperServiceRegistry\n    zkclient:\n      \
+             class: kazoo.client:KazooClient\n      hosts: {hosts}/{chroot}\n  events:\n    \
+             class: lymph.events.null:NullEventSystem\ninterfaces:\n  echo:\n    class: echo:Echo\n"
+        ),
+    );
+    let instance = Instance::start(&path);
+    let client: Container = cluster.client().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let registered = loop {
+        if let Some(found) = client.lookup("echo").await.ok().and_then(|found| found.into_iter().next()) {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "echo never registered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let endpoint = registered.monitoring_endpoint.clone().expect("monitoring_endpoint is registered");
+    assert!(endpoint.starts_with("tcp://127.0.0.1:") && endpoint != registered.endpoint, "{registered:?}");
+    let lymph_instances = client.lookup("lymph").await.unwrap();
+    let builtin = lymph_instances.iter().find(|i| i.identity == registered.identity).expect("the builtin");
+    assert_eq!(builtin.monitoring_endpoint.as_deref(), Some(endpoint.as_str()), "on every registration");
+
+    let echo = client.proxy("echo");
+    for text in ["a", "b", "c"] {
+        let upper: String = echo.call("upper", &Value::map([("text", text)])).await.unwrap();
+        assert_eq!(upper, text.to_uppercase());
+    }
+    let mut socket = subscribe(&endpoint).await;
+    let counted = async {
+        loop {
+            let stats = stats(&mut socket).await;
+            if metric(&stats, "rpc", "subject", "echo.upper") == Some(Value::Int(3)) {
+                return stats;
+            }
+        }
+    };
+    let stats =
+        tokio::time::timeout(std::time::Duration::from_secs(10), counted).await.expect("rpc = 3 for echo.upper");
+    assert_eq!(metric(&stats, "rpc", "identity", &registered.identity), Some(Value::Int(3)), "{stats}");
+    instance.terminate();
+    cluster.shutdown().await;
+}

@@ -1,5 +1,7 @@
 //! `instance` and `worker`: run the configuration's interfaces until SIGINT or SIGTERM.
 
+use lymph_transports::MetricsPublisher;
+
 use crate::app::InstanceOptions;
 use crate::commands::{Failure, Run};
 
@@ -38,6 +40,9 @@ pub(crate) async fn run(run: &mut Run<'_>, args: &Args, worker: bool) -> Result<
         .await
         .map_err(|e| Failure::Config(format!("container.log_endpoint: {e}")))?;
     crate::log_stream::publish_to(publisher.clone());
+    // The metrics stream, registered as `monitoring_endpoint`, as lymph's `MonitorPusher`.
+    let interval = config.container()?.monitoring_interval.unwrap_or(MetricsPublisher::DEFAULT_INTERVAL);
+    let metrics = MetricsPublisher::bind(&ip, None).await.map_err(|e| Failure::Config(format!("container.ip: {e}")))?;
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -50,11 +55,13 @@ pub(crate) async fn run(run: &mut Run<'_>, args: &Args, worker: bool) -> Result<
     }
     builder = builder
         .log_endpoint(publisher.endpoint())
+        .monitoring_endpoint(metrics.endpoint())
         .host(ip, hostname.clone(), hostname)
         .log_levels(std::sync::Arc::new(crate::log_stream::Levels));
     let container = builder.start().await.map_err(|e| {
         Failure::from(crate::app::AppError::Start { what: format!("starting {}", config.file()), source: e })
     })?;
+    tokio::spawn(metrics.run(container.clone(), interval));
     tracing::info!(
         endpoint = container.endpoint(),
         identity = container.identity(),
