@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lymph::testing::Real;
+
 /// A `scenarios instance` process, stopped with SIGTERM (gracefully) when dropped.
 struct Instance {
     child: Child,
@@ -44,7 +46,7 @@ impl Drop for Instance {
     }
 }
 
-fn config(chroot: &str, interfaces: &str) -> String {
+fn config(cluster: &Real, interfaces: &str) -> String {
     format!(
         "container:
   ip: 127.0.0.1
@@ -52,12 +54,14 @@ fn config(chroot: &str, interfaces: &str) -> String {
     class: lymph.discovery.zookeeper:ZookeeperServiceRegistry
     zkclient:
       class: kazoo.client:KazooClient
-      hosts: 127.0.0.1:2181/{chroot}
+      hosts: {zookeeper}
   events:
     class: lymph.events.kombu:KombuEventSystem
-    hostname: amqp://guest:guest@127.0.0.1:5672//
+    hostname: {amqp}
 interfaces:
-{interfaces}"
+{interfaces}",
+        zookeeper = cluster.zookeeper(),
+        amqp = cluster.amqp(),
     )
 }
 
@@ -93,14 +97,20 @@ fn curl_gets_hi_upper_cased_and_one_trace_id_in_every_log() {
     let id = format!("{:08x}", rand::random::<u32>());
     let dir = std::env::temp_dir().join(format!("lymph-web-curl-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let chroot = format!("lymph-web-{id}");
+    // A ZooKeeper chroot and a RabbitMQ virtual host of its own, removed when it is dropped.
+    let cluster = Real::new().expect("a namespace on the local servers");
     let port = free_port();
     let web =
-        Instance::start(&dir, "web", &config(&chroot, &format!("  web:\n    class: web:Gateway\n    port: {port}\n")));
-    let echo = Instance::start(&dir, "echo", &config(&chroot, "  echo:\n    class: echo:Echo\n"));
-    let listener = Instance::start(&dir, "listener", &config(&chroot, "  listener:\n    class: listener:Listener\n"));
+        Instance::start(&dir, "web", &config(&cluster, &format!("  web:\n    class: web:Gateway\n    port: {port}\n")));
+    let echo = Instance::start(&dir, "echo", &config(&cluster, "  echo:\n    class: echo:Echo\n"));
+    let listener = Instance::start(&dir, "listener", &config(&cluster, "  listener:\n    class: listener:Listener\n"));
     let url = format!("http://127.0.0.1:{port}");
 
+    for (name, instance) in [("gateway", &web), ("echo", &echo), ("listener", &listener)] {
+        wait_for(&format!("the {name} to start"), Duration::from_secs(30), || {
+            instance.log().contains("scenarios started")
+        });
+    }
     wait_for("the gateway's health check", Duration::from_secs(30), || {
         curl(&[&format!("{url}/_health/")]).is_some_and(|(code, _, _)| code == 200)
     });
@@ -118,8 +128,17 @@ fn curl_gets_hi_upper_cased_and_one_trace_id_in_every_log() {
     let trace_id = headers.iter().find(|(name, _)| name == "x-trace-id").map(|(_, v)| v.clone()).expect("X-Trace-Id");
     assert_eq!(trace_id.len(), 32, "{trace_id}");
 
-    let needle = format!("trace_id=\"{trace_id}\"");
-    wait_for("the listener to log the event", Duration::from_secs(15), || listener.log().contains(&needle));
+    let needle = trace_id.clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !listener.log().contains(&needle) {
+        assert!(
+            Instant::now() < deadline,
+            "the listener did not log {needle}:\n{}\n--- echo:\n{}",
+            listener.log(),
+            echo.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     for (name, instance, line) in [
         ("gateway", &web, "POST /echo/upper"),
         ("echo", &echo, "upper-casing"),
