@@ -70,8 +70,11 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `curl -i` output: status code, headers (lower-case names), body.
-fn curl(args: &[&str]) -> Option<(u16, Vec<(String, String)>, String)> {
+/// What `curl -i` printed: status code, headers (lower-case names), body.
+type Answer = (u16, Vec<(String, String)>, String);
+
+/// Runs `curl -i` with `args`; `None` if nothing answered.
+fn curl(args: &[&str]) -> Option<Answer> {
     let output = Command::new("curl").args(["-s", "-i", "--max-time", "10"]).args(args).output().expect("curl runs");
     let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
     let (head, body) = text.split_once("\n\n")?;
