@@ -95,7 +95,8 @@ fn curl_gets_hi_upper_cased_and_one_trace_id_in_every_log() {
     std::fs::create_dir_all(&dir).unwrap();
     let chroot = format!("lymph-web-{id}");
     let port = free_port();
-    let web = Instance::start(&dir, "web", &config(&chroot, &format!("  web:\n    class: web:Gateway\n    port: {port}\n")));
+    let web =
+        Instance::start(&dir, "web", &config(&chroot, &format!("  web:\n    class: web:Gateway\n    port: {port}\n")));
     let echo = Instance::start(&dir, "echo", &config(&chroot, "  echo:\n    class: echo:Echo\n"));
     let listener = Instance::start(&dir, "listener", &config(&chroot, "  listener:\n    class: listener:Listener\n"));
     let url = format!("http://127.0.0.1:{port}");
@@ -119,9 +120,11 @@ fn curl_gets_hi_upper_cased_and_one_trace_id_in_every_log() {
 
     let needle = format!("trace_id=\"{trace_id}\"");
     wait_for("the listener to log the event", Duration::from_secs(15), || listener.log().contains(&needle));
-    for (name, instance, line) in
-        [("gateway", &web, "POST /echo/upper"), ("echo", &echo, "upper-casing"), ("listener", &listener, "event received")]
-    {
+    for (name, instance, line) in [
+        ("gateway", &web, "POST /echo/upper"),
+        ("echo", &echo, "upper-casing"),
+        ("listener", &listener, "event received"),
+    ] {
         let log = instance.log();
         assert!(
             log.lines().any(|l| l.contains(&needle) && l.contains(line)),
