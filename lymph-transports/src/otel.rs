@@ -35,7 +35,10 @@
 //! runtime the container runs on. An export is bounded by [`timeout`](OtelConfig::with_timeout),
 //! retries included. A collector that is down is logged once, at warn (the next failures at
 //! debug, until an export succeeds again); its spans are lost. [`Plugin::on_stop`] exports what
-//! is queued and shuts the exporter down, waiting at most the timeout.
+//! is queued and shuts the exporter down, waiting for it at most the timeout and a second, so
+//! that a process that exits after stopping its container loses no span; on a multi-threaded
+//! runtime the wait runs under `block_in_place`, on a current-thread runtime it holds the
+//! runtime's thread.
 //!
 //! The plugin reads the wall clock and draws span ids from the OS's randomness: it is for real
 //! deployments, not for the simulator, whose determinism it would not change but whose time it
@@ -119,8 +122,8 @@ impl OtelConfig {
         self
     }
 
-    /// How long one export may take, retries included (default 5 s); also how long
-    /// [`Plugin::on_stop`] waits for the last one.
+    /// How long one export may take, retries included (default 5 s); [`Plugin::on_stop`] waits
+    /// for the last one at most this and a second.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
