@@ -1,5 +1,5 @@
-//! The [`Application`]: the interfaces a binary can run, by lymph class name, and how a
-//! configuration becomes a container.
+//! The [`Application`]: the interfaces and plugins a binary can run, by lymph class name, and
+//! how a configuration becomes a container.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,7 +13,7 @@ use lymph_core::event::{Deliveries, Subscription};
 use lymph_core::interface::Interface;
 use lymph_core::memory::{MemoryEvents, MemoryNetwork, MemoryRegistry};
 use lymph_core::web::WebInterface;
-use lymph_core::{Container, ContainerBuilder, Error, Event, EventSystem};
+use lymph_core::{Container, ContainerBuilder, Error, Event, EventSystem, Plugin, Value};
 use lymph_transports::{AmqpConfig, AmqpEvents, ZkConfig, ZkRegistry, ZmqConfig, ZmqRpc};
 
 use crate::config::{Config, ContainerConfig, EventsConfig, RegistryConfig};
@@ -25,17 +25,26 @@ enum Factory {
     Web(Arc<dyn Fn() -> Arc<dyn WebInterface> + Send + Sync>),
 }
 
-/// A service binary: the interfaces it can run, by lymph class name, and its command line.
+/// What a plugin class name makes, from the plugin's configuration section.
+type PluginFactory = Arc<dyn Fn(&Value) -> Result<Arc<dyn Plugin>, String> + Send + Sync>;
+
+/// A service binary: the interfaces and plugins it can run, by lymph class name, and its
+/// command line.
 #[derive(Clone)]
 pub struct Application {
     name: String,
     classes: BTreeMap<String, Factory>,
+    plugins: BTreeMap<String, PluginFactory>,
     network: Option<MemoryNetwork>,
 }
 
 impl fmt::Debug for Application {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Application").field("name", &self.name).field("classes", &self.classes.keys()).finish()
+        f.debug_struct("Application")
+            .field("name", &self.name)
+            .field("classes", &self.classes.keys())
+            .field("plugins", &self.plugins.keys())
+            .finish()
     }
 }
 
@@ -70,6 +79,24 @@ pub enum AppError {
         /// The classes it knows, comma-separated.
         known: String,
     },
+    /// The configuration names a plugin class this application does not have.
+    #[error("plugins.{key}.class: unknown plugin class {class:?}; this application has: {known}")]
+    UnknownPlugin {
+        /// The plugin's key in the configuration.
+        key: String,
+        /// The class name.
+        class: String,
+        /// The plugin classes it knows, comma-separated (`none` when it knows none).
+        known: String,
+    },
+    /// A plugin's factory refused its configuration.
+    #[error("{key}: {message}")]
+    Plugin {
+        /// The key path it refused: `plugins.<name>`, or `plugins.<name>.<key>`.
+        key: String,
+        /// Why.
+        message: String,
+    },
     /// A backend could not be reached or the container failed to start.
     #[error("{what}: {source}")]
     Start {
@@ -83,8 +110,15 @@ pub enum AppError {
 
 impl Application {
     /// An application named `name` (used in messages) with no interfaces yet.
+    ///
+    /// With the feature `otel`, it knows the plugin class
+    /// [`lymph.plugins.otel:OpenTelemetryPlugin`](crate::config::OTEL_PLUGIN) from the start
+    /// (keys `endpoint` and `service_name`; see `lymph_transports::otel`).
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), classes: BTreeMap::new(), network: None }
+        let app = Self { name: name.into(), classes: BTreeMap::new(), plugins: BTreeMap::new(), network: None };
+        #[cfg(feature = "otel")]
+        let app = app.plugin(crate::config::OTEL_PLUGIN, crate::otel::plugin);
+        app
     }
 
     /// Makes `class` (a lymph class path such as `echo:Echo`) run the interface `factory` makes;
@@ -111,16 +145,39 @@ impl Application {
         self
     }
 
+    /// Makes `class` (a lymph class path such as `myplugins:Audit`) in a configuration's
+    /// `plugins:` install the plugin `factory` makes from the plugin's section (`class` included)
+    /// in every container built from that configuration.
+    ///
+    /// The factory refuses a configuration it cannot use with a message; one about a key of the
+    /// section starts with that key and a colon (`endpoint: not a URL`), and is reported as
+    /// `plugins.<name>.endpoint: not a URL`, a configuration error.
+    pub fn plugin(
+        mut self,
+        class: impl Into<String>,
+        factory: impl Fn(&Value) -> Result<Arc<dyn Plugin>, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.plugins.insert(class.into(), Arc::new(factory));
+        self
+    }
+
     /// The class names this application knows, sorted.
     pub fn classes(&self) -> impl Iterator<Item = &str> {
         self.classes.keys().map(String::as_str)
     }
 
-    /// Builds a container from `config`: connects its backends, installs its interfaces.
+    /// The plugin class names this application knows, sorted.
+    pub fn plugin_classes(&self) -> impl Iterator<Item = &str> {
+        self.plugins.keys().map(String::as_str)
+    }
+
+    /// Builds a container from `config`: connects its backends, installs its interfaces and its
+    /// plugins.
     ///
     /// # Errors
     ///
-    /// A configuration error, an unknown interface class, or a backend that cannot be reached.
+    /// A configuration error, an unknown interface or plugin class, a plugin configuration its
+    /// factory refuses, or a backend that cannot be reached.
     pub async fn container(&self, config: &Config, options: &InstanceOptions) -> Result<ContainerBuilder, AppError> {
         let container = config.container()?;
         let mut interfaces = Vec::new();
@@ -132,6 +189,19 @@ impl Application {
             })?;
             interfaces.push((interface.key, factory.clone(), interface.config));
         }
+        let mut plugins = Vec::new();
+        for plugin in config.plugins()? {
+            let factory = self.plugins.get(&plugin.class).ok_or_else(|| AppError::UnknownPlugin {
+                key: plugin.key.clone(),
+                class: plugin.class.clone(),
+                known: if self.plugins.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+                },
+            })?;
+            plugins.push(factory(&plugin.config).map_err(|message| plugin_error(&plugin.key, message))?);
+        }
         let mut builder = match &self.network {
             Some(network) => Container::builder().network(network),
             None => backends(&container, options).await?,
@@ -141,6 +211,9 @@ impl Application {
                 Factory::Interface(make) => builder.interface_arc(key, make(), config),
                 Factory::Web(make) => builder.web_arc(key, make(), config),
             };
+        }
+        for plugin in plugins {
+            builder = builder.plugin_arc(plugin);
         }
         Ok(builder.register(!options.isolated))
     }
@@ -222,6 +295,18 @@ impl Application {
         T: Into<std::ffi::OsString> + Clone,
     {
         crate::commands::execute(self, args, out, err).await
+    }
+}
+
+/// A plugin factory's refusal, keyed `plugins.<name>.<key>` when the message starts with a key.
+fn plugin_error(name: &str, message: String) -> AppError {
+    let is_key =
+        |head: &str| !head.is_empty() && head.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    match message.split_once(": ") {
+        Some((head, rest)) if is_key(head) => {
+            AppError::Plugin { key: format!("plugins.{name}.{head}"), message: rest.to_owned() }
+        }
+        _ => AppError::Plugin { key: format!("plugins.{name}"), message },
     }
 }
 

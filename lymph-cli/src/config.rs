@@ -16,7 +16,8 @@
 //!
 //! The typed views are what an application needs to build a container:
 //! [`Config::container`] ([`ContainerConfig`], with its [`RegistryConfig`] and
-//! [`EventsConfig`]) and [`Config::interfaces`] ([`InterfaceConfig`]).
+//! [`EventsConfig`]), [`Config::interfaces`] ([`InterfaceConfig`]) and [`Config::plugins`]
+//! ([`PluginConfig`]).
 //!
 //! ```
 //! use lymph_cli::config::{Config, EventsConfig};
@@ -45,6 +46,8 @@
 //! [`RegistryConfig`]: crate::config::RegistryConfig
 //! [`EventsConfig`]: crate::config::EventsConfig
 //! [`InterfaceConfig`]: crate::config::InterfaceConfig
+//! [`Config::plugins`]: crate::config::Config::plugins
+//! [`PluginConfig`]: crate::config::PluginConfig
 
 use std::collections::HashMap;
 use std::fmt;
@@ -67,6 +70,9 @@ pub const KOMBU_EVENTS: &str = "lymph.events.kombu:KombuEventSystem";
 pub const LOCAL_EVENTS: &str = "lymph.events.local:LocalEventSystem";
 /// The event system class that drops every event.
 pub const NULL_EVENTS: &str = "lymph.events.null:NullEventSystem";
+
+/// The OpenTelemetry plugin's class (feature `otel`): `plugins.<name>.class`.
+pub const OTEL_PLUGIN: &str = "lymph.plugins.otel:OpenTelemetryPlugin";
 
 /// Every registry class [`Config::container`] knows.
 pub const REGISTRY_CLASSES: &[&str] = &[
@@ -793,6 +799,32 @@ impl Config {
         Ok(out)
     }
 
+    /// The plugins under `plugins:` (lymph's `{<name>: {class: ..., **kw}}`), in file order; none
+    /// when the section is absent.
+    ///
+    /// # Errors
+    ///
+    /// When `plugins` or one of its entries is not a mapping, or an entry has no `class`.
+    pub fn plugins(&self) -> Result<Vec<PluginConfig>, ConfigError> {
+        let Some(plugins) = self.top().section("plugins")? else {
+            return Ok(Vec::new());
+        };
+        let Some(entries) = plugins.value.as_map() else { return Ok(Vec::new()) };
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, _) in entries {
+            let key = key_text(key);
+            let Some(section) = plugins.section(&key)? else {
+                return Err(ConfigError::Missing {
+                    file: self.file.clone(),
+                    key: plugins.key(&format!("{key}.class")),
+                });
+            };
+            let class = section.class()?.to_owned();
+            out.push(PluginConfig { key, class, config: section.value.clone() });
+        }
+        Ok(out)
+    }
+
     /// The value at `path`, following `dep:` strings, with the path it was found at.
     fn resolve(&self, path: &str) -> Result<Option<(&Value, String)>, ConfigError> {
         self.walk(path, 0)
@@ -1198,5 +1230,17 @@ pub struct InterfaceConfig {
     /// The `class`, e.g. `echo:Echo`.
     pub class: String,
     /// The whole mapping, `class` included: the interface's configuration.
+    pub config: Value,
+}
+
+/// One entry of `plugins:`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PluginConfig {
+    /// The plugin's name: its key under `plugins`.
+    pub key: String,
+    /// The `class`, e.g. [`OTEL_PLUGIN`].
+    pub class: String,
+    /// The whole mapping, `class` included: what the plugin's factory reads.
     pub config: Value,
 }

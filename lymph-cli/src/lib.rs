@@ -41,11 +41,19 @@
 //! - `commands/`: one file per command, and `mod.rs` with the global options and exit statuses.
 //! - `output.rs`: Python `repr` and lymph JSON output.
 //! - `log_stream.rs`: the instance's log records on its ZeroMQ log stream (`log_endpoint`).
+//! - `otel.rs`: the OpenTelemetry plugin's configuration (feature `otel`).
+//!
+//! # Feature flags
+//!
+//! - `otel`: every [`Application`] knows the plugin class
+//!   `lymph.plugins.otel:OpenTelemetryPlugin` (`lymph_transports::otel::OtelPlugin`).
 
 mod app;
 mod commands;
 pub mod config;
 mod log_stream;
+#[cfg(feature = "otel")]
+mod otel;
 pub mod output;
 mod shared_sockets;
 

@@ -15,11 +15,17 @@
 //!
 //! Python lymph 0.15 services and these backends share one cluster: the bytes on every wire are
 //! lymph's.
+//!
+//! Feature `otel` adds a [`Plugin`](lymph_core::Plugin) rather than a backend: `otel::OtelPlugin`
+//! exports a span for every request, event and HTTP request to an OpenTelemetry collector, over
+//! OTLP/HTTP.
 
 #[cfg(feature = "amqp")]
 mod amqp;
 #[cfg(feature = "zmq")]
 mod log_stream;
+#[cfg(feature = "otel")]
+pub mod otel;
 #[cfg(feature = "zmq")]
 mod monitoring;
 #[cfg(feature = "zmq")]

@@ -11,6 +11,11 @@
 //! - `macros` (default): `#[lymph::interface]` and `#[lymph::test]`.
 //! - `testing`: the deterministic simulator and lymph-style test cases; enable it under
 //!   `[dev-dependencies]`.
+//! - `app`: `lymph::app`, `lymph::config` and `lymph::transports`: service binaries on
+//!   ZeroMQ, RabbitMQ and ZooKeeper, from `.lymph.yml` files.
+//! - `otel` (implies `app`): `transports::otel::OtelPlugin`, spans for every request, event and
+//!   HTTP request, exported to an OpenTelemetry collector; applications know its class
+//!   `lymph.plugins.otel:OpenTelemetryPlugin`.
 
 pub use lymph_core::*;
 
