@@ -24,10 +24,10 @@
 mod amqp;
 #[cfg(feature = "zmq")]
 mod log_stream;
-#[cfg(feature = "otel")]
-pub mod otel;
 #[cfg(feature = "zmq")]
 mod monitoring;
+#[cfg(feature = "otel")]
+pub mod otel;
 #[cfg(feature = "zmq")]
 mod zmq;
 #[cfg(feature = "zookeeper")]

@@ -469,3 +469,25 @@ async fn trace_follows_one_trace_id_from_python_to_rust() -> Result {
     assert!(out.lines().any(|l| l.starts_with(&format!("[{listener_endpoint}]"))), "no Rust listener record:\n{out}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_prints_what_python_emits_through_rabbitmq() -> Result {
+    let _one = exclusive().await;
+    let event_type = format!("interop.subscribe.{}", unique("t"));
+    let subscriber =
+        tokio::spawn(rust_cli_owned(vec!["subscribe".into(), event_type.clone(), "-n".into(), "2".into()]));
+    // The subscriber's queue exists once it runs: Python emits until two events are in.
+    let mut emitted = 0;
+    while !subscriber.is_finished() && emitted < 30 {
+        let output = lymph(&["emit", &event_type, &format!(r#"{{"n": {emitted}}}"#)]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        emitted += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (code, out, err) = subscriber.await?;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines.iter().all(|l| l.starts_with(&format!("{event_type}: {{'n': "))), "{out}");
+    Ok(())
+}
