@@ -6,12 +6,14 @@
 //! | `rpc` | `subject` | requests received (lymph's own counter) |
 //! | `rpc.error_count` | `subject`, `kind` (`ERROR`, `NACK`) | requests answered with an error |
 //! | `rpc.duration_ms` | `subject` | total handling time in milliseconds (divide by `rpc`) |
+//! | `rpc.latency_ms_bucket` | `subject`, `le` | requests handled within `le` milliseconds (a histogram, with `_sum` and `_count`) |
 //! | `rpc.connection_count` | | peers the container talks to |
 //! | `rpc.in_flight` | | requests and events being handled now |
 //! | `events` | `event_type`, `handler` | events handled |
 //! | `events.failed` | `event_type`, `handler` | events whose handler failed |
 //! | `http.requests` | `interface`, `method`, `status` | HTTP requests answered by web interfaces |
 //! | `http.duration_ms` | `interface` | their total handling time in milliseconds |
+//! | `http.latency_ms_bucket` | `interface`, `le` | HTTP requests answered within `le` milliseconds (with `_sum` and `_count`) |
 //! | `process.memory.rss` | | resident memory of the process in bytes (Linux) |
 //!
 //! Every entry also carries the container's `identity` and `endpoint` tags.
@@ -22,6 +24,54 @@ use std::time::Duration;
 
 use crate::Value;
 
+/// The upper bounds of the latency histograms' buckets, in milliseconds (then `+Inf`).
+const BUCKETS_MS: [f64; 13] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
+
+/// A latency histogram: how many durations fell at or below each bound.
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Per bucket, not cumulative; the last is `+Inf`.
+    buckets: [u64; BUCKETS_MS.len() + 1],
+    count: u64,
+    sum_us: u64,
+}
+
+impl Histogram {
+    fn record(&mut self, duration: Duration) {
+        #[allow(clippy::cast_precision_loss)]
+        let ms = duration.as_micros() as f64 / 1000.0;
+        let bucket = BUCKETS_MS.iter().position(|bound| ms <= *bound).unwrap_or(BUCKETS_MS.len());
+        self.buckets[bucket] += 1;
+        self.count += 1;
+        self.sum_us += u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    }
+
+    /// `<name>_bucket` (cumulative, tag `le`), `<name>_sum` (ms) and `<name>_count`, each with `own` tags.
+    fn push(&self, name: &str, own: &[(&str, Value)], series: &mut Vec<(String, Value, Vec<(String, Value)>)>) {
+        let tags = |extra: Option<String>| {
+            let mut tags: Vec<(String, Value)> = own.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+            if let Some(le) = extra {
+                tags.push(("le".to_owned(), Value::from(le)));
+            }
+            tags
+        };
+        let mut cumulative = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = BUCKETS_MS.get(i).map_or_else(|| "+Inf".to_owned(), ToString::to_string);
+            series.push((format!("{name}_bucket"), count(cumulative), tags(Some(le))));
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let sum = Value::F64(self.sum_us as f64 / 1000.0);
+        series.push((format!("{name}_sum"), sum, tags(None)));
+        series.push((format!("{name}_count"), count(self.count), tags(None)));
+    }
+}
+
+fn count(n: u64) -> Value {
+    Value::from(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
 /// What one subject's requests add up to.
 #[derive(Debug, Default)]
 struct Requests {
@@ -29,6 +79,7 @@ struct Requests {
     duration_us: u64,
     errors: u64,
     nacks: u64,
+    latency: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +91,8 @@ struct Counts {
     http: BTreeMap<(String, String, u16), u64>,
     /// HTTP handling time by interface, in microseconds.
     http_duration_us: BTreeMap<String, u64>,
+    /// HTTP latency by interface.
+    http_latency: BTreeMap<String, Histogram>,
 }
 
 /// The counters of one container.
@@ -64,6 +117,7 @@ impl Metrics {
         let Some(requests) = counts.requests.get_mut(subject) else { return };
         requests.count += 1;
         requests.duration_us += u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        requests.latency.record(duration);
         match error {
             Some("NACK") => requests.nacks += 1,
             Some(_) => requests.errors += 1,
@@ -87,6 +141,7 @@ impl Metrics {
         *counts.http.entry((interface.to_owned(), method.to_owned(), status)).or_default() += 1;
         *counts.http_duration_us.entry(interface.to_owned()).or_default() +=
             u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        counts.http_latency.entry(interface.to_owned()).or_default().record(duration);
     }
 
     /// The metrics in lymph's form, with the gauges given and `tags` on every entry.
@@ -96,8 +151,14 @@ impl Metrics {
             all.extend(tags.iter().map(|(k, v)| (Value::from(*k), Value::from(*v))));
             Value::Array(vec![Value::from(name), value, Value::Map(all)])
         };
-        let count = |n: u64| Value::from(i64::try_from(n).unwrap_or(i64::MAX));
         let counts = self.counts();
+        let histogram = |name: &str, histogram: &Histogram, own: &[(&str, Value)], series: &mut Vec<Value>| {
+            let mut entries = Vec::new();
+            histogram.push(name, own, &mut entries);
+            for (name, value, own) in entries {
+                series.push(entry(&name, value, own.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()));
+            }
+        };
         let mut series = Vec::new();
         for (subject, requests) in &counts.requests {
             let tag = || vec![("subject", Value::from(subject.as_str()))];
@@ -112,6 +173,7 @@ impl Metrics {
             #[allow(clippy::cast_precision_loss)]
             let ms = requests.duration_us as f64 / 1000.0;
             series.push(entry("rpc.duration_ms", Value::F64(ms), tag()));
+            histogram("rpc.latency_ms", &requests.latency, &tag(), &mut series);
         }
         for ((event_type, handler), n) in &counts.events {
             let own =
@@ -140,6 +202,9 @@ impl Metrics {
                 vec![("interface", Value::from(interface.as_str()))],
             ));
         }
+        for (interface, latency) in &counts.http_latency {
+            histogram("http.latency_ms", latency, &[("interface", Value::from(interface.as_str()))], &mut series);
+        }
         series.push(entry("rpc.connection_count", count(connections as u64), Vec::new()));
         series.push(entry("rpc.in_flight", count(in_flight as u64), Vec::new()));
         if let Some(rss) = resident_memory() {
@@ -156,7 +221,10 @@ fn resident_memory() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// The counters among the metrics; the others are gauges.
+/// The histograms among the metrics, by base name.
+const HISTOGRAMS: &[&str] = &["rpc.latency_ms", "http.latency_ms"];
+
+/// The counters among the metrics; the others are gauges (or histograms).
 const COUNTERS: &[&str] =
     &["rpc", "rpc.error_count", "rpc.duration_ms", "events", "events.failed", "http.requests", "http.duration_ms"];
 
@@ -176,6 +244,10 @@ pub(crate) fn prometheus_text(series: &Value) -> String {
             continue;
         };
         let metric = format!("lymph_{}", sanitize(name));
+        // A histogram's `_bucket`, `_sum` and `_count` lines make one family.
+        let histogram = HISTOGRAMS
+            .iter()
+            .find(|h| name.strip_prefix(**h).is_some_and(|rest| ["_bucket", "_sum", "_count"].contains(&rest)));
         let labels: Vec<String> = tags
             .as_map()
             .unwrap_or_default()
@@ -190,8 +262,12 @@ pub(crate) fn prometheus_text(series: &Value) -> String {
         } else {
             format!("{metric}{{{}}} {value}", labels.join(","))
         };
-        let kind = if COUNTERS.contains(&name) { "counter" } else { "gauge" };
-        families.entry(metric).or_insert_with(|| (kind, Vec::new())).1.push(line);
+        let (family, kind) = match histogram {
+            Some(base) => (format!("lymph_{}", sanitize(base)), "histogram"),
+            None if COUNTERS.contains(&name) => (metric, "counter"),
+            None => (metric, "gauge"),
+        };
+        families.entry(family).or_insert_with(|| (kind, Vec::new())).1.push(line);
     }
     let mut text = String::new();
     for (metric, (kind, lines)) in &families {
@@ -246,5 +322,17 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("# TYPE lymph_rpc counter").count(), 1);
+        // The latency histogram: cumulative buckets, then sum and count, in one family.
+        assert_eq!(text.matches("# TYPE lymph_rpc_latency_ms histogram").count(), 1, "{text}");
+        let bucket = |le: &str| {
+            format!("lymph_rpc_latency_ms_bucket{{subject=\"echo.upper\",le=\"{le}\",identity=\"ab\\\"c\"}}")
+        };
+        assert!(text.contains(&format!("{} 0\n", bucket("1"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", bucket("2.5"))), "{text}");
+        assert!(text.contains(&format!("{} 2\n", bucket("5"))), "{text}");
+        assert!(text.contains(&format!("{} 2\n", bucket("+Inf"))), "{text}");
+        assert!(text.contains("lymph_rpc_latency_ms_sum{subject=\"echo.upper\",identity=\"ab\\\"c\"} 5\n"), "{text}");
+        assert!(text.contains("lymph_rpc_latency_ms_count{subject=\"echo.upper\",identity=\"ab\\\"c\"} 2\n"), "{text}");
+        assert!(text.contains("# TYPE lymph_http_latency_ms histogram"), "{text}");
     }
 }

@@ -125,6 +125,11 @@ async fn metrics_count_the_traffic(cluster: &impl Cluster) -> Result {
     let missing = line("lymph_http_requests{interface=\"web\",method=\"GET\",status=\"404\"");
     check(missing.as_deref().is_some_and(|l| l.ends_with(" 1")), format!("GET 404 line {missing:?} in\n{text}"))?;
     check(text.contains("# TYPE lymph_http_requests counter"), format!("no TYPE line in\n{text}"))?;
+    // The latency histogram counts the same four requests, and each fell in the +Inf bucket.
+    let latency = line("lymph_http_latency_ms_count{interface=\"web\"");
+    check(latency.as_deref().is_some_and(|l| l.ends_with(" 4")), format!("latency count {latency:?} in\n{text}"))?;
+    let inf = line("lymph_http_latency_ms_bucket{interface=\"web\",le=\"+Inf\"");
+    check(inf.as_deref().is_some_and(|l| l.ends_with(" 4")), format!("+Inf bucket {inf:?} in\n{text}"))?;
     // The same figures through lymph.get_metrics of the gateway's container.
     let client = cluster.client().await?;
     let web = client.lookup("web").await?;
