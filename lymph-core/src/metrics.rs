@@ -27,6 +27,9 @@ use crate::Value;
 /// The upper bounds of the latency histograms' buckets, in milliseconds (then `+Inf`).
 const BUCKETS_MS: [f64; 13] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
 
+/// One metric before the container's tags are added: name, value, own tags.
+type Entry = (String, Value, Vec<(String, Value)>);
+
 /// A latency histogram: how many durations fell at or below each bound.
 #[derive(Debug, Default)]
 struct Histogram {
@@ -47,7 +50,7 @@ impl Histogram {
     }
 
     /// `<name>_bucket` (cumulative, tag `le`), `<name>_sum` (ms) and `<name>_count`, each with `own` tags.
-    fn push(&self, name: &str, own: &[(&str, Value)], series: &mut Vec<(String, Value, Vec<(String, Value)>)>) {
+    fn push(&self, name: &str, own: &[(&str, Value)], series: &mut Vec<Entry>) {
         let tags = |extra: Option<String>| {
             let mut tags: Vec<(String, Value)> = own.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
             if let Some(le) = extra {
