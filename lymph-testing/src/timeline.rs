@@ -29,9 +29,10 @@ pub struct Entry {
     /// The host it happened on.
     pub host: String,
     /// What happened: an RPC message kind (`REQ`, `REP`, `ACK`, `NACK`, `ERROR`), an event step
-    /// (`emit`, `deliver`, `ack`, `reject`, `retry`), a registry change (`register`,
+    /// (`emit`, `deliver`, `ack`, `reject`, `retry`; on the broker, `publish` when it routes an
+    /// event and `start` when it starts with fresh queues), a registry change (`register`,
     /// `unregister`; `register-web`, `unregister-web` for web interfaces), a session change
-    /// (`connect`, `disconnect`), or a fault (`drop`, `fault`).
+    /// (`connect`, `disconnect`), or a fault (`drop`, `duplicate`, `delay`, `fault`).
     pub kind: String,
     /// What it concerns: an RPC subject, an event type, a service name.
     pub subject: String,

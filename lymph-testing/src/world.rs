@@ -288,8 +288,9 @@ impl World {
         self.state.commands.borrow_mut().push_back(Command::Loss { a: a.to_owned(), b: b.to_owned(), rate });
     }
 
-    /// Applies `fault` to the next RPC messages it matches, whichever host sends them (see
-    /// [`MessageFault`]): drop, duplicate or delay them.
+    /// Applies `fault` to the next RPC messages it matches, whichever host sends them, or to the
+    /// next events it matches as the broker routes them (kind `EVENT`, see [`MessageFault`]):
+    /// drop, duplicate or delay them.
     pub fn inject(&self, fault: MessageFault) {
         self.note("fault", format!("{fault:?}"));
         self.state.faults.add(fault);

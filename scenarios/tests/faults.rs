@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use lymph::testing::sim::MessageFault;
 use lymph::testing::{Result, TestError, World, eventually};
 use lymph::{Container, Error};
-use scenarios::echo::{Echo, EchoClient};
+use scenarios::echo::{Echo, EchoClient, UPPERCASED};
+use scenarios::listener::Listener;
 use scenarios::talk;
 
 fn check(condition: bool, what: impl Into<String>) -> Result {
@@ -160,4 +162,71 @@ async fn a_broker_restart_loses_queued_events_and_recovers(world: World) -> Resu
     let texts: Vec<String> =
         talk.listener.received().iter().map(|e| e["text"].as_str().unwrap_or_default().to_owned()).collect();
     check(texts == ["before", "after"], format!("the listener saw {texts:?}; `queued` must be lost"))
+}
+
+/// The texts of the `uppercase_transform_finished` events the listener handled, in order.
+fn uppercased(listener: &Listener) -> Vec<String> {
+    listener
+        .received()
+        .iter()
+        .filter(|e| e.event_type == UPPERCASED)
+        .map(|e| e["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A dropped event is lost on its way from the publisher to the queues: the listener never gets
+/// it, and gets the next one.
+#[lymph::test(seeds = 4)]
+async fn a_dropped_event_never_reaches_the_listener(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    world.inject(MessageFault::drop().kind("EVENT").subject(UPPERCASED));
+    echo.upper("lost".to_owned()).await?;
+    echo.upper("kept".to_owned()).await?;
+    let listener = talk.listener.clone();
+    eventually("the second event", Duration::from_secs(5), || uppercased(&listener).contains(&"kept".to_owned()))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let texts = uppercased(&talk.listener);
+    check(texts == ["kept"], format!("the listener saw {texts:?}"))?;
+    let dropped = world.timeline().entries().iter().filter(|e| e.kind == "drop" && e.subject == UPPERCASED).count();
+    check(dropped == 1, format!("{dropped} drops of the event on the timeline"))
+}
+
+/// A duplicated event is put into the listener's queue twice: the listener handles it twice.
+#[lymph::test(seeds = 4)]
+async fn a_duplicated_event_reaches_the_listener_twice(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    world.inject(MessageFault::duplicate().kind("EVENT").subject(UPPERCASED));
+    echo.upper("twice".to_owned()).await?;
+    echo.upper("once".to_owned()).await?;
+    let listener = talk.listener.clone();
+    eventually("three events", Duration::from_secs(5), || uppercased(&listener).len() >= 3).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let texts = uppercased(&talk.listener);
+    check(texts == ["twice", "twice", "once"], format!("the listener saw {texts:?}"))
+}
+
+/// A delayed event reaches the listener after the delay, in simulated time, overtaken by the
+/// event published after it.
+#[lymph::test(seeds = 4)]
+async fn a_delayed_event_reaches_the_listener_after_the_delay(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    world.inject(MessageFault::delay(Duration::from_secs(3)).kind("EVENT").subject(UPPERCASED));
+    let started = tokio::time::Instant::now();
+    echo.upper("late".to_owned()).await?;
+    echo.upper("prompt".to_owned()).await?;
+    let listener = talk.listener.clone();
+    eventually("the prompt event", Duration::from_secs(2), || uppercased(&listener) == ["prompt"]).await?;
+    while !uppercased(&talk.listener).contains(&"late".to_owned()) {
+        check(started.elapsed() < Duration::from_secs(5), "the delayed event did not arrive within 5 s")?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed();
+    check(elapsed >= Duration::from_secs(3), format!("the delayed event arrived after only {elapsed:?}"))?;
+    check(elapsed < Duration::from_millis(3500), format!("the delayed event took {elapsed:?}"))?;
+    let texts = uppercased(&talk.listener);
+    check(texts == ["prompt", "late"], format!("the listener saw {texts:?}"))
 }

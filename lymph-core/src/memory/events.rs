@@ -196,6 +196,14 @@ impl MemoryEvents {
         (name, rx)
     }
 
+    /// The queues an event of `event_type` published now would be put into, in order: those
+    /// with a binding pattern that matches it.
+    pub fn bound_queues(&self, event_type: &str) -> Vec<String> {
+        let mut broker = self.lock();
+        broker.prune();
+        broker.queues.iter().filter(|(_, queue)| queue.binds(event_type)).map(|(name, _)| name.clone()).collect()
+    }
+
     /// The number of events waiting in `queue` (not counting delivered, unsettled ones), or
     /// `None` when there is no such queue.
     pub fn queue_len(&self, queue: &str) -> Option<usize> {

@@ -9,6 +9,30 @@
 //! msgpack event map; the server answers each with `Reply {id, result}` (`Ping` with `Pong`) and
 //! pushes `Deliver {sub, tag, event}` for every delivery to one of the client's subscriptions.
 //! A delivery is settled by its tag; `Release` hands an unsettled delivery back to its queue.
+//!
+//! # Timeline
+//!
+//! Besides what its clients record (`emit`, `deliver`, `ack`, ...), the broker host records
+//! `start` (subject `broker`) each time it starts with fresh queues, and `publish` (subject the
+//! event type) each time its exchange routes an event, with the queues bound to the event's type
+//! at that moment in the detail (`queues=a,b`, or `no queue bound`).
+//!
+//! # Event faults
+//!
+//! A [`MessageFault`](super::MessageFault) of kind `EVENT` applies where the exchange routes a
+//! published event into its queues, after the broker has accepted (and confirmed) the publish:
+//!
+//! - `drop`: the event is recorded as published (with the queues it should have reached) and
+//!   then put into no queue: a lost event, as with a message RabbitMQ confirmed and then lost.
+//!   Nothing is redelivered; the publisher saw a success.
+//! - `duplicate`: the event is routed twice, so every bound queue holds two copies, as after a
+//!   publisher re-sends an event whose confirm it did not get.
+//! - `delay(d)`: the event is routed `d` later (on top of the delay it was emitted with);
+//!   events published meanwhile overtake it, and a broker restart meanwhile loses it.
+//!
+//! Faults do not apply to deliveries on a consumer's connection: RabbitMQ runs over TCP, so a
+//! delivery does not vanish while its connection lives; a delivery lost with its connection
+//! stays unacknowledged and is redelivered, which partitions and crashes already simulate.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,8 +49,8 @@ use tokio::task::JoinSet;
 use turmoil::net::TcpListener;
 
 use super::REQUEST_TIMEOUT;
-use super::SimHost;
 use super::wire::{self, AbortOnDrop, Blob, Link, Liveness, Out, Session};
+use super::{FaultAction, SimHost};
 use crate::timeline::{Entry, Timeline};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +104,9 @@ pub async fn broker_server(host: SimHost, port: u16) -> turmoil::Result {
 /// Runs a simulated broker on `port` serving the queues of `events` (which the test can
 /// inspect, e.g. with [`MemoryEvents::queue_len`]).
 ///
+/// The message faults of `host` of kind `EVENT` apply to the events it routes (see the module
+/// docs of [`sim`](super)), and it records `start` and `publish` on the timeline.
+///
 /// When a client's connection closes or stays silent for
 /// [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT), its consumers are cancelled (its broadcast and
 /// once queues deleted) and its unsettled deliveries go back to their queues.
@@ -90,6 +117,7 @@ pub async fn broker_server(host: SimHost, port: u16) -> turmoil::Result {
 ///
 /// When the port cannot be bound.
 pub async fn broker_server_on(host: SimHost, port: u16, events: MemoryEvents) -> turmoil::Result {
+    host.timeline().record(Entry::now(host.name(), "start", "broker").detail(format!("port={port}")));
     let listener = TcpListener::bind(("0.0.0.0", port)).await?;
     let mut sessions = JoinSet::new();
     loop {
@@ -102,13 +130,19 @@ pub async fn broker_server_on(host: SimHost, port: u16, events: MemoryEvents) ->
         let (stream, peer) = accepted?;
         while sessions.try_join_next().is_some() {}
         let link = Link::new(stream, peer.to_string(), wire::read_serde::<ClientMessage>, host.down());
-        let session =
-            ServerSession { events: events.clone(), subs: Vec::new(), unsettled: BTreeMap::new(), last_tag: 0 };
+        let session = ServerSession {
+            host: host.clone(),
+            events: events.clone(),
+            subs: Vec::new(),
+            unsettled: BTreeMap::new(),
+            last_tag: 0,
+        };
         sessions.spawn(session.run(link));
     }
 }
 
 struct ServerSession {
+    host: SimHost,
     events: MemoryEvents,
     subs: Vec<(u64, Deliveries)>,
     unsettled: BTreeMap<u64, Delivery>,
@@ -172,7 +206,10 @@ impl ServerSession {
                 return;
             }
             Request::Emit { event, delay_ms } => match Event::from_msgpack(&event.0) {
-                Ok(event) => self.events.emit(event, Duration::from_millis(delay_ms)).await.map_err(|e| e.to_string()),
+                Ok(event) => {
+                    self.publish(event, Duration::from_millis(delay_ms));
+                    Ok(())
+                }
                 Err(error) => {
                     tracing::warn!(%error, "malformed event dropped");
                     Err(format!("malformed event: {error}"))
@@ -210,6 +247,32 @@ impl ServerSession {
         out.send(&ServerMessage::Reply { id, result });
     }
 
+    /// Routes a published event into its queues, `delay` from now, applying the event faults
+    /// in force.
+    fn publish(&self, event: Event, delay: Duration) {
+        let note = |kind: &str, detail: String| {
+            self.host
+                .timeline()
+                .record(Entry::now(self.host.name(), kind, &event.event_type).trace(event.trace_id()).detail(detail));
+        };
+        match self.host.faults().take("EVENT", &event.event_type) {
+            None => route(&self.host, &self.events, event, delay),
+            Some(FaultAction::Drop) => {
+                record_publish(&self.host, &self.events, &event);
+                note("drop", "EVENT: lost before reaching its queues, by a message fault".to_owned());
+            }
+            Some(FaultAction::Duplicate) => {
+                note("duplicate", "EVENT: routed twice".to_owned());
+                route(&self.host, &self.events, event.clone(), delay);
+                route(&self.host, &self.events, event, delay);
+            }
+            Some(FaultAction::Delay(late)) => {
+                note("delay", format!("EVENT: routed {late:?} late"));
+                route(&self.host, &self.events, event, delay + late);
+            }
+        }
+    }
+
     async fn settle(
         &mut self,
         tag: u64,
@@ -220,6 +283,32 @@ impl ServerSession {
             None => Err(format!("unknown delivery tag {tag}")),
         }
     }
+}
+
+/// Records that the exchange routes `event` now, and to which queues.
+fn record_publish(host: &SimHost, events: &MemoryEvents, event: &Event) {
+    let queues = events.bound_queues(&event.event_type);
+    let detail = if queues.is_empty() { "no queue bound".to_owned() } else { format!("queues={}", queues.join(",")) };
+    host.timeline()
+        .record(Entry::now(host.name(), "publish", &event.event_type).trace(event.trace_id()).detail(detail));
+}
+
+/// Puts `event` into the queues bound to its type, `delay` from now (unless the broker is down
+/// by then), and records it.
+fn route(host: &SimHost, events: &MemoryEvents, event: Event, delay: Duration) {
+    if delay.is_zero() {
+        record_publish(host, events, &event);
+        events.publish(event);
+        return;
+    }
+    let (host, events) = (host.clone(), events.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if !host.is_down() {
+            record_publish(&host, &events, &event);
+            events.publish(event);
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

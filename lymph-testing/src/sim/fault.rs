@@ -1,4 +1,5 @@
-//! Message-level faults: drop, duplicate or delay the next messages of a kind and subject.
+//! Message-level faults: drop, duplicate or delay the next messages of a kind and subject, RPC
+//! messages (as their sender sends them) or events (as the broker routes them).
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,7 +16,14 @@ pub enum FaultAction {
     Delay(Duration),
 }
 
-/// A fault applied to the next messages that match it, e.g. "drop the next REP of `echo.upper`".
+/// A fault applied to the next messages that match it, e.g. "drop the next REP of `echo.upper`"
+/// or "drop the next `uppercase_transform_finished` event".
+///
+/// RPC messages are matched as their sender sends them. Events (kind `EVENT`) are matched where
+/// the simulated broker routes them into their queues: a dropped event is lost for every queue,
+/// a duplicated one is put into each queue twice, a delayed one is routed late (see
+/// [`broker_server`](super::broker_server) for how this relates to RabbitMQ). Each applied fault
+/// is recorded on the timeline as `drop`, `duplicate` or `delay`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -24,7 +32,8 @@ pub enum FaultAction {
 /// let lose_a_reply = MessageFault::drop().kind("REP").subject("echo.upper");
 /// let twice = MessageFault::duplicate().kind("REQ").subject("echo.upper").times(3);
 /// let late = MessageFault::delay(Duration::from_secs(2)).kind("REQ");
-/// # let _ = (lose_a_reply, twice, late);
+/// let lost_event = MessageFault::drop().kind("EVENT").subject("uppercase_transform_finished");
+/// # let _ = (lose_a_reply, twice, late, lost_event);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageFault {
@@ -54,14 +63,15 @@ impl MessageFault {
         Self { action, kind: None, subject: None, times: 1 }
     }
 
-    /// Only messages of this kind: `REQ`, `REP`, `ACK`, `NACK` or `ERROR`.
+    /// Only messages of this kind: `REQ`, `REP`, `ACK`, `NACK` or `ERROR` for RPC, `EVENT` for
+    /// events. Without a kind, a fault matches RPC messages and events alike.
     pub fn kind(mut self, kind: &str) -> Self {
         self.kind = Some(kind.to_owned());
         self
     }
 
-    /// Only messages about this subject: a request's `interface.method`, or for a reply, the
-    /// subject of the request it answers.
+    /// Only messages about this subject (exactly): a request's `interface.method`, for a reply
+    /// the subject of the request it answers, for an event its type.
     pub fn subject(mut self, subject: &str) -> Self {
         self.subject = Some(subject.to_owned());
         self
@@ -128,5 +138,15 @@ mod tests {
         assert_eq!(faults.take("REQ", "echo.upper"), None, "the duplicate fault is used up");
         assert_eq!(faults.take("REP", "echo.upper"), Some(FaultAction::Drop));
         assert_eq!(faults.take("REP", "echo.upper"), None);
+    }
+
+    #[test]
+    fn event_faults_match_the_event_type_exactly() {
+        let faults = MessageFaults::default();
+        faults.add(MessageFault::drop().kind("EVENT").subject("uppercase_transform_finished"));
+        assert_eq!(faults.take("REQ", "uppercase_transform_finished"), None, "another kind");
+        assert_eq!(faults.take("EVENT", "uppercase_transform"), None, "another type");
+        assert_eq!(faults.take("EVENT", "uppercase_transform_finished"), Some(FaultAction::Drop));
+        assert_eq!(faults.take("EVENT", "uppercase_transform_finished"), None, "used up");
     }
 }
