@@ -147,3 +147,146 @@ pub fn deliveries_at_most(timeline: &Timeline, max: usize) -> Result<(), Violati
     }
     Ok(())
 }
+
+/// An event that did not reach a queue because the broker restarted (or crashed and started
+/// again) between routing it and delivering it: the broker's queues are not durable, as lymph
+/// declares them on RabbitMQ, so this is expected rather than a violation. See
+/// [`every_event_delivered`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostInBrokerRestart {
+    /// The event type.
+    pub event_type: String,
+    /// The event's trace id, when it had one.
+    pub trace_id: Option<String>,
+    /// The queue it was routed to (the broker's name for it).
+    pub queue: String,
+    /// When the broker routed it (its `publish` entry).
+    pub published: Duration,
+    /// When the broker started again with fresh queues (its next `start` entry).
+    pub restarted: Duration,
+}
+
+impl fmt::Display for LostInBrokerRestart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} event for queue {} (trace {}) published at {:.3}s, lost in the broker restart at {:.3}s",
+            self.event_type,
+            self.queue,
+            self.trace_id.as_deref().unwrap_or("-"),
+            self.published.as_secs_f64(),
+            self.restarted.as_secs_f64()
+        )
+    }
+}
+
+/// Whether `delivered`, a queue name as a consumer subscribed it (its `deliver` entry), names
+/// `queue`, the broker's name: the same, or a broadcast or once queue `<delivered>-<n>`.
+fn same_queue(queue: &str, delivered: &str) -> bool {
+    queue == delivered
+        || queue
+            .strip_prefix(delivered)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Every event the broker routed to a queue (a `publish` entry of the simulated broker, which
+/// lists the queues bound to the event's type at that moment) was delivered at least once
+/// afterwards to a consumer of each of those queues (a `deliver` entry naming the queue), so no
+/// event was lost on the way, e.g. by a dropped event
+/// ([`MessageFault`](crate::sim::MessageFault) of kind `EVENT`).
+///
+/// An event not delivered to a queue before the broker started again (a later `start` entry
+/// of the same broker host) is not a violation: the restart lost it, as RabbitMQ loses what its
+/// non-durable queues hold. Such losses are returned, so a test can assert them.
+///
+/// Events are told apart by type and trace id (as in [`deliveries_at_most`]); each delivery
+/// counts for one routing of its event, in order, so an event routed twice needs two deliveries.
+/// Run this once the run has settled: an event still on its way counts as not delivered. Events
+/// left in a broadcast or once queue deleted with its consumer also count as not delivered.
+///
+/// # Errors
+///
+/// The first event routed to a queue and never delivered from it, without a broker restart in
+/// between.
+pub fn every_event_delivered(timeline: &Timeline) -> Result<Vec<LostInBrokerRestart>, Violation> {
+    let entries = timeline.entries();
+    let mut used = vec![false; entries.len()];
+    let mut lost = Vec::new();
+    for (i, published) in entries.iter().enumerate().filter(|(_, e)| e.kind == "publish") {
+        let Some(queues) = published.detail.strip_prefix("queues=") else { continue };
+        for queue in queues.split(',').filter(|q| !q.is_empty()) {
+            let delivery = entries.iter().enumerate().skip(i + 1).find(|(j, e)| {
+                !used[*j]
+                    && e.kind == "deliver"
+                    && e.subject == published.subject
+                    && e.trace_id == published.trace_id
+                    && e.detail
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("queue="))
+                        .is_some_and(|delivered| same_queue(queue, delivered))
+            });
+            if let Some((j, _)) = delivery {
+                used[j] = true;
+                continue;
+            }
+            let restart = entries
+                .iter()
+                .skip(i + 1)
+                .find(|e| e.kind == "start" && e.subject == "broker" && e.host == published.host);
+            match restart {
+                Some(restart) => lost.push(LostInBrokerRestart {
+                    event_type: published.subject.clone(),
+                    trace_id: published.trace_id.clone(),
+                    queue: queue.to_owned(),
+                    published: published.time,
+                    restarted: restart.time,
+                }),
+                None => {
+                    let message =
+                        format!("{} event published to queue {queue} was never delivered from it", published.subject);
+                    return Err(violation("every_event_delivered", message, &[published]));
+                }
+            }
+        }
+    }
+    Ok(lost)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(host: &str, kind: &str, subject: &str, trace: &str, detail: &str) -> Entry {
+        Entry::now(host, kind, subject).trace(Some(trace)).detail(detail)
+    }
+
+    #[test]
+    fn broadcast_queue_names_match_their_subscription() {
+        assert!(same_queue("q", "q"));
+        assert!(same_queue("q-12", "q"));
+        assert!(!same_queue("q-x", "q"));
+        assert!(!same_queue("q-", "q"));
+        assert!(!same_queue("qq", "q"));
+    }
+
+    #[test]
+    fn every_event_delivered_pairs_each_routing_with_one_delivery() {
+        let timeline = Timeline::new();
+        timeline.record(entry("broker", "start", "broker", "", ""));
+        timeline.record(entry("broker", "publish", "e", "t1", "queues=a,b-1"));
+        timeline.record(entry("x", "deliver", "e", "t1", "queue=a tag=1:1"));
+        timeline.record(entry("y", "deliver", "e", "t1", "queue=b tag=1:1"));
+        assert_eq!(every_event_delivered(&timeline), Ok(Vec::new()));
+        // Routed twice, delivered to `a` once.
+        timeline.record(entry("broker", "publish", "e", "t1", "queues=a"));
+        let violation = every_event_delivered(&timeline).expect_err("the second copy was not delivered");
+        assert_eq!(violation.trace_ids, ["t1"]);
+        assert!(violation.message.contains("queue a"), "{violation}");
+        // A restart afterwards explains the loss.
+        timeline.record(entry("broker", "start", "broker", "", ""));
+        let lost = every_event_delivered(&timeline).expect("lost in a restart");
+        assert_eq!(lost.len(), 1);
+        assert_eq!((lost[0].queue.as_str(), lost[0].trace_id.as_deref()), ("a", Some("t1")));
+    }
+}

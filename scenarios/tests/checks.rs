@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lymph::testing::check::{
-    at_most_one_reply, deliveries_at_most, every_request_answered, requests_handled_at_most_once,
+    at_most_one_reply, deliveries_at_most, every_event_delivered, every_request_answered, requests_handled_at_most_once,
 };
 use lymph::testing::sim::MessageFault;
 use lymph::testing::{Result, TestError, World, eventually};
 use lymph::{Container, Error, Event};
-use scenarios::echo::{Echo, EchoClient};
+use scenarios::echo::{Echo, EchoClient, UPPERCASED};
+use scenarios::talk;
 
 fn check(condition: bool, what: impl Into<String>) -> Result {
     if condition { Ok(()) } else { Err(Box::new(TestError::new(what))) }
@@ -109,4 +110,61 @@ async fn deliveries_at_most_bounds_retries(world: World) -> Result {
     deliveries_at_most(world.timeline(), 3)?;
     let violation = deliveries_at_most(world.timeline(), 2).err().ok_or("three deliveries passed a bound of 2")?;
     check(violation.message.contains("flaky-run 3 times"), violation.to_string())
+}
+
+/// The talk's clean run loses no event: each one the broker routed reached the listener's queue's
+/// consumer.
+#[lymph::test(seeds = 4)]
+async fn every_event_delivered_passes_on_a_clean_talk(world: World) -> Result {
+    let summary = talk::run(&world, 5).await?;
+    check(summary.passed(), summary.to_string())?;
+    let published =
+        world.timeline().entries().iter().filter(|e| e.kind == "publish" && e.subject == UPPERCASED).count();
+    check(published == 5, format!("{published} events routed, expected 5"))?;
+    let lost = every_event_delivered(world.timeline())?;
+    check(lost.is_empty(), format!("lost in a restart without one: {lost:?}"))
+}
+
+/// A dropped event is caught, by its trace id.
+#[lymph::test(seeds = 4)]
+async fn every_event_delivered_catches_a_dropped_event(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    world.inject(MessageFault::drop().kind("EVENT").subject(UPPERCASED));
+    let ctx = talk.client.context();
+    ctx.client::<EchoClient>().upper("lost".to_owned()).await?;
+    let echo: EchoClient = talk.client.client();
+    echo.upper("kept".to_owned()).await?;
+    let listener = talk.listener.clone();
+    eventually("the second event", Duration::from_secs(5), || !listener.received().is_empty()).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let violation = every_event_delivered(world.timeline()).err().ok_or("the dropped event was not caught")?;
+    check(violation.trace_ids == [ctx.trace_id().to_owned()], violation.to_string())?;
+    check(violation.message.contains("queue listener-on_uppercase was never delivered"), violation.to_string())
+}
+
+/// An event queued while the listener is cut off from the broker is lost when the broker
+/// restarts: reported as such, not as a violation.
+#[lymph::test(seeds = 4)]
+async fn every_event_delivered_reports_a_loss_in_a_broker_restart(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    echo.upper("before".to_owned()).await?;
+    let listener = talk.listener.clone();
+    eventually("the first event", Duration::from_secs(5), || listener.received().len() == 1).await?;
+    world.partition("listener", "broker");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ctx = talk.client.context();
+    ctx.client::<EchoClient>().upper("queued".to_owned()).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    world.restart("broker").await?;
+    world.repair("listener", "broker");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    echo.upper("after".to_owned()).await?;
+    let listener = talk.listener.clone();
+    eventually("the event emitted after the restart", Duration::from_secs(10), || listener.received().len() == 2)
+        .await?;
+    let lost = every_event_delivered(world.timeline())?;
+    check(lost.len() == 1, format!("lost in the restart: {lost:?}"))?;
+    check(lost[0].trace_id.as_deref() == Some(ctx.trace_id()), lost[0].to_string())?;
+    check(lost[0].queue == "listener-on_uppercase" && lost[0].restarted > lost[0].published, lost[0].to_string())
 }
