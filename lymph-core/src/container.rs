@@ -113,13 +113,12 @@ pub(crate) struct Shared {
     pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
     peers: Mutex<Peers>,
     watches: Mutex<BTreeMap<String, InstanceWatch>>,
-    registrations: Mutex<Vec<(String, String)>>,
+    /// What the container registered, undone by `stop`: services first, then web interfaces.
+    registrations: Mutex<Vec<(Namespace, String, String)>>,
     /// The web interfaces, also among `interfaces`.
     webs: Vec<Arc<InstalledWeb>>,
     /// Where web interfaces listen.
     pub(crate) web_network: Arc<dyn WebNetwork>,
-    /// The `http` namespace registrations, (service, id).
-    web_registrations: Mutex<Vec<(String, String)>>,
     /// Whether this container is a worker (runs tasks only).
     pub(crate) worker: bool,
     host: HostInfo,
@@ -289,6 +288,13 @@ pub trait LogLevels: Send + Sync {
     ///
     /// A reason, when the level cannot be changed.
     fn change(&self, target: &str, level: &str, period: Duration) -> std::result::Result<(), String>;
+}
+
+/// Where a registration is: among the services, or in lymph's `http` namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Namespace {
+    Services,
+    Http,
 }
 
 /// What a container publishes about its host in its registrations, besides its endpoint.
@@ -574,7 +580,6 @@ impl ContainerBuilder {
             registrations: Mutex::new(Vec::new()),
             webs,
             web_network,
-            web_registrations: Mutex::new(Vec::new()),
             worker: self.worker,
             host: self.host,
             log_levels: self.log_levels,
@@ -742,13 +747,17 @@ impl Container {
     ///
     /// | name | tags | value |
     /// |---|---|---|
-    /// | `rpc` | `subject` | requests received |
+    /// | `rpc` | `subject` | requests received (lymph's own counter) |
     /// | `rpc.error_count` | `subject`, `kind` (`ERROR`, `NACK`) | requests answered with an error |
-    /// | `rpc.duration_ms` | `subject` | total handling time in milliseconds |
+    /// | `rpc.duration_ms` | `subject` | total handling time in milliseconds (divide by `rpc`) |
+    /// | `rpc.latency_ms_bucket` | `subject`, `le` | requests handled within `le` milliseconds (a histogram, with `_sum` and `_count`) |
     /// | `rpc.connection_count` | | peers the container talks to |
     /// | `rpc.in_flight` | | requests and events being handled now |
     /// | `events` | `event_type`, `handler` | events handled |
     /// | `events.failed` | `event_type`, `handler` | events whose handler failed |
+    /// | `http.requests` | `interface`, `method`, `status` | HTTP requests answered by web interfaces |
+    /// | `http.duration_ms` | `interface` | their total handling time in milliseconds |
+    /// | `http.latency_ms_bucket` | `interface`, `le` | HTTP requests answered within `le` milliseconds (with `_sum` and `_count`) |
     /// | `process.memory.rss` | | resident memory of the process in bytes (Linux) |
     ///
     /// Every entry also carries the container's `identity` and `endpoint` tags. Counters count
@@ -763,16 +772,15 @@ impl Container {
     pub async fn stop(&self) {
         let shared = &self.shared;
         if !shared.shutdown.set() {
-            let registrations = std::mem::take(&mut *shared.registrations.lock().expect("registrations lock"));
-            for (service, id) in registrations {
-                if let Err(error) = shared.registry.unregister(&service, &id).await {
-                    tracing::warn!(target: TRACING_TARGET, %error, service, "could not unregister");
-                }
-            }
-            let registrations = std::mem::take(&mut *shared.web_registrations.lock().expect("registrations lock"));
-            for (service, id) in registrations {
-                if let Err(error) = shared.registry.unregister_web(&service, &id).await {
-                    tracing::warn!(target: TRACING_TARGET, %error, service, "could not unregister the web interface");
+            let mut registrations = std::mem::take(&mut *shared.registrations.lock().expect("registrations lock"));
+            registrations.sort_by_key(|(namespace, _, _)| *namespace);
+            for (namespace, service, id) in registrations {
+                let unregistered = match namespace {
+                    Namespace::Services => shared.registry.unregister(&service, &id).await,
+                    Namespace::Http => shared.registry.unregister_web(&service, &id).await,
+                };
+                if let Err(error) = unregistered {
+                    tracing::warn!(target: TRACING_TARGET, %error, service, ?namespace, "could not unregister");
                 }
             }
             for installed in shared.interfaces.values().flatten() {
@@ -855,7 +863,7 @@ impl Container {
                 };
                 let (service, id) = (web.installed.name.clone(), instance.id.clone());
                 shared.registry.register_web(&service, instance).await?;
-                shared.web_registrations.lock().expect("registrations lock").push((service, id));
+                shared.registrations.lock().expect("registrations lock").push((Namespace::Http, service, id));
             }
             for installed in shared.interfaces.values().flatten() {
                 let mut instance = ServiceInstance::new(
@@ -872,7 +880,8 @@ impl Container {
                 instance.fqdn.clone_from(&shared.host.fqdn);
                 let id = instance.id.clone();
                 shared.registry.register(&installed.name, instance).await?;
-                shared.registrations.lock().expect("registrations lock").push((installed.name.clone(), id));
+                let registered = (Namespace::Services, installed.name.clone(), id);
+                shared.registrations.lock().expect("registrations lock").push(registered);
             }
         }
         tracing::info!(target: TRACING_TARGET, endpoint = %shared.endpoint, identity = %shared.identity, "container started");
@@ -1090,7 +1099,7 @@ pub(crate) async fn handle_delivery(
     let span = tracing::info_span!(
         target: TRACING_TARGET, "event", event_type = %event.event_type, handler = %handler.name, trace_id = %trace_id
     );
-    let ctx = Context::new(shared.clone(), trace_id.clone(), installed.config.clone());
+    let ctx = Context::new(shared.clone(), trace_id, installed.config.clone());
     let started = tokio::time::Instant::now();
     let result = AssertUnwindSafe(installed.interface.handle_event(&ctx, handler.name, &event))
         .catch_unwind()
@@ -1107,7 +1116,7 @@ pub(crate) async fn handle_delivery(
         interface: &installed.name,
         name: handler.name,
         subject: &event.event_type,
-        trace_id: &trace_id,
+        trace_id: ctx.trace_id(),
         duration: started.elapsed(),
         error: failure.as_deref(),
         status: None,

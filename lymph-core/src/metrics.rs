@@ -1,22 +1,7 @@
 //! A container's metrics, served by the built-in `lymph.get_metrics` in lymph's form: a list of
 //! `[name, value, tags]`.
 //!
-//! | name | tags | value |
-//! |---|---|---|
-//! | `rpc` | `subject` | requests received (lymph's own counter) |
-//! | `rpc.error_count` | `subject`, `kind` (`ERROR`, `NACK`) | requests answered with an error |
-//! | `rpc.duration_ms` | `subject` | total handling time in milliseconds (divide by `rpc`) |
-//! | `rpc.latency_ms_bucket` | `subject`, `le` | requests handled within `le` milliseconds (a histogram, with `_sum` and `_count`) |
-//! | `rpc.connection_count` | | peers the container talks to |
-//! | `rpc.in_flight` | | requests and events being handled now |
-//! | `events` | `event_type`, `handler` | events handled |
-//! | `events.failed` | `event_type`, `handler` | events whose handler failed |
-//! | `http.requests` | `interface`, `method`, `status` | HTTP requests answered by web interfaces |
-//! | `http.duration_ms` | `interface` | their total handling time in milliseconds |
-//! | `http.latency_ms_bucket` | `interface`, `le` | HTTP requests answered within `le` milliseconds (with `_sum` and `_count`) |
-//! | `process.memory.rss` | | resident memory of the process in bytes (Linux) |
-//!
-//! Every entry also carries the container's `identity` and `endpoint` tags.
+//! The names, tags and meanings are listed on [`Container::metrics`](crate::Container::metrics).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};

@@ -12,6 +12,17 @@ use zeromq::{PubSocket, ZmqMessage};
 /// the service down).
 const BACKLOG: usize = 4096;
 
+/// Binds a PUB socket at `endpoint`, or at a port the system picks on `ip` when it is `None`;
+/// returns it with the endpoint it is bound to. `what` names the stream in the error.
+pub(crate) async fn bind_pub(ip: &str, endpoint: Option<&str>, what: &str) -> Result<(PubSocket, String)> {
+    let mut socket = PubSocket::new();
+    let wanted = endpoint.map_or_else(|| format!("tcp://{ip}:0"), str::to_owned);
+    let bound =
+        socket.bind(&wanted).await.map_err(|e| Error::transport(format!("cannot bind {what} at {wanted}: {e}")))?;
+    let endpoint = bound.to_string();
+    Ok((socket, endpoint))
+}
+
 /// The publishing end of a log stream: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct LogPublisher {
@@ -33,13 +44,7 @@ impl LogPublisher {
     ///
     /// When the socket cannot be bound.
     pub async fn bind(ip: &str, endpoint: Option<&str>) -> Result<Self> {
-        let mut socket = PubSocket::new();
-        let wanted = endpoint.map_or_else(|| format!("tcp://{ip}:0"), str::to_owned);
-        let bound = socket
-            .bind(&wanted)
-            .await
-            .map_err(|e| Error::transport(format!("cannot bind the log stream at {wanted}: {e}")))?;
-        let endpoint = bound.to_string();
+        let (mut socket, endpoint) = bind_pub(ip, endpoint, "the log stream").await?;
         let (records, mut pending) = mpsc::channel::<(&'static str, String)>(BACKLOG);
         let own = endpoint.clone();
         tokio::spawn(async move {

@@ -47,13 +47,7 @@ impl MetricsPublisher {
     ///
     /// When the socket cannot be bound.
     pub async fn bind(ip: &str, endpoint: Option<&str>) -> Result<Self> {
-        let mut socket = PubSocket::new();
-        let wanted = endpoint.map_or_else(|| format!("tcp://{ip}:0"), str::to_owned);
-        let bound = socket
-            .bind(&wanted)
-            .await
-            .map_err(|e| Error::transport(format!("cannot bind the metrics stream at {wanted}: {e}")))?;
-        let endpoint = bound.to_string();
+        let (socket, endpoint) = crate::log_stream::bind_pub(ip, endpoint, "the metrics stream").await?;
         tracing::info!(target: TARGET, endpoint, "metrics stream bound");
         Ok(Self { endpoint, socket })
     }

@@ -271,6 +271,25 @@ impl Inner {
     }
 
     /// Remembers the instance `key` and writes its node; forgets it again when that fails.
+    /// Registers `instance` (a service or web registration) as the node `id` of `service` in
+    /// `namespace`, as lymph's JSON.
+    async fn register_instance(
+        &self,
+        namespace: Namespace,
+        service: &str,
+        id: &str,
+        instance: &impl serde::Serialize,
+    ) -> Result<()> {
+        if !valid_service(service) {
+            return Err(Error::Config(format!("bad service name {service:?} for ZooKeeper")));
+        }
+        if !valid_service(id) {
+            return Err(Error::Config(format!("bad instance id {id:?} for ZooKeeper")));
+        }
+        let data = python_json(instance)?;
+        self.register_node((namespace, service.to_owned(), id.to_owned()), data).await
+    }
+
     async fn register_node(&self, key: Key, data: Vec<u8>) -> Result<()> {
         lock(&self.registered).insert(key.clone(), data.clone());
         let result = self.put_node(&key, &data).await;
@@ -722,16 +741,9 @@ fn valid_service(service: &str) -> bool {
 
 impl Registry for ZkRegistry {
     fn register<'a>(&'a self, service: &'a str, instance: ServiceInstance) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            if !valid_service(service) {
-                return Err(Error::Config(format!("bad service name {service:?} for ZooKeeper")));
-            }
-            if !valid_service(&instance.id) {
-                return Err(Error::Config(format!("bad instance id {:?} for ZooKeeper", instance.id)));
-            }
-            let data = python_json(&instance)?;
-            self.inner.register_node((Namespace::Services, service.to_owned(), instance.id), data).await
-        })
+        Box::pin(
+            async move { self.inner.register_instance(Namespace::Services, service, &instance.id, &instance).await },
+        )
     }
 
     fn unregister<'a>(&'a self, service: &'a str, id: &'a str) -> BoxFuture<'a, Result<()>> {
@@ -791,16 +803,7 @@ impl Registry for ZkRegistry {
     }
 
     fn register_web<'a>(&'a self, service: &'a str, instance: WebInstance) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            if !valid_service(service) {
-                return Err(Error::Config(format!("bad service name {service:?} for ZooKeeper")));
-            }
-            if !valid_service(&instance.id) {
-                return Err(Error::Config(format!("bad instance id {:?} for ZooKeeper", instance.id)));
-            }
-            let data = python_web_json(&instance)?;
-            self.inner.register_node((Namespace::Http, service.to_owned(), instance.id), data).await
-        })
+        Box::pin(async move { self.inner.register_instance(Namespace::Http, service, &instance.id, &instance).await })
     }
 
     fn unregister_web<'a>(&'a self, service: &'a str, id: &'a str) -> BoxFuture<'a, Result<()>> {
@@ -823,17 +826,9 @@ impl Registry for ZkRegistry {
 
 /// The instance as JSON, byte for byte as Python's `json.dumps` (default settings) writes it:
 /// `", "` and `": "` separators and every character outside printable ASCII escaped as `\uXXXX`.
-fn python_json(instance: &ServiceInstance) -> Result<Vec<u8>> {
+fn python_json(instance: &impl serde::Serialize) -> Result<Vec<u8>> {
     let json =
         lymph_core::codec::json_dumps(instance).map_err(|error| Error::Config(format!("bad instance: {error}")))?;
-    Ok(json.into_bytes())
-}
-
-/// The web registration as JSON, byte for byte as Python's `json.dumps` writes it (see
-/// [`python_json`]).
-fn python_web_json(instance: &WebInstance) -> Result<Vec<u8>> {
-    let json = lymph_core::codec::json_dumps(instance)
-        .map_err(|error| Error::Config(format!("bad web registration: {error}")))?;
     Ok(json.into_bytes())
 }
 
@@ -873,7 +868,7 @@ mod tests {
         // json.dumps(ServiceInstance(id=..., identity=..., hostname='vm', ip='127.0.0.1',
         // http_port=4080).serialize()), as lymph's web interface registers itself.
         let expected = r#"{"id": "8aaa4bc8b4228e28dcb6f58686228be1", "identity": "6332f7e13b20cdfe61daa462925c8f25", "version": null, "hostname": "vm", "ip": "127.0.0.1", "http_port": 4080}"#;
-        assert_eq!(String::from_utf8(python_web_json(&instance).unwrap()).unwrap(), expected);
+        assert_eq!(String::from_utf8(python_json(&instance).unwrap()).unwrap(), expected);
     }
 
     #[test]

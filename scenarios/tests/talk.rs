@@ -10,6 +10,9 @@ use lymph::{Container, Error, Value};
 use scenarios::echo::{Echo, EchoClient, UPPERCASED};
 use scenarios::talk;
 
+#[macro_use]
+mod worlds;
+
 fn check(condition: bool, what: impl Into<String>) -> Result {
     if condition { Ok(()) } else { Err(Box::new(TestError::new(what))) }
 }
@@ -92,41 +95,8 @@ async fn no_instances_is_told_apart_from_no_service(cluster: &impl Cluster) -> R
     )
 }
 
-macro_rules! both_worlds {
-    ($($scenario:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(start_paused = true)]
-                async fn $scenario() -> super::Result {
-                    super::$scenario(&super::Embedded::new()).await
-                }
-            )*
-        }
-        mod simulated {
-            $(
-                #[lymph::test(seeds = 4)]
-                async fn $scenario(world: super::World) -> super::Result {
-                    super::$scenario(&world).await
-                }
-            )*
-        }
-        /// On ZeroMQ, RabbitMQ and ZooKeeper (`scripts/infra.sh up`), each in a namespace of its own.
-        #[cfg(feature = "real-infra")]
-        mod real {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() -> super::Result {
-                    let cluster = lymph::testing::Real::new()?;
-                    let outcome = super::$scenario(&cluster).await;
-                    cluster.shutdown().await;
-                    outcome
-                }
-            )*
-        }
-    };
-}
-
-both_worlds!(
+every_world!(
+    #[tokio::test(start_paused = true)], 4;
     upper_reaches_the_listener_in_one_trace,
     two_instances_share_the_load,
     fail_raises_a_remote_value_error,

@@ -16,6 +16,9 @@ use scenarios::listener::Listener;
 use scenarios::web::{Gateway, Text};
 use serde_json::json;
 
+#[macro_use]
+mod worlds;
+
 fn check(condition: bool, what: impl Into<String>) -> Result {
     if condition { Ok(()) } else { Err(Box::new(TestError::new(what))) }
 }
@@ -190,42 +193,8 @@ async fn an_unhealthy_or_panicking_interface_answers_503_and_500(cluster: &impl 
     status(&http.get("/panic").await?, StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-macro_rules! every_world {
-    ($($scenario:ident),* $(,)?) => {
-        /// Real loopback TCP, so the clock is not paused.
-        mod embedded {
-            $(
-                #[tokio::test]
-                async fn $scenario() -> super::Result {
-                    super::$scenario(&super::Embedded::new()).await
-                }
-            )*
-        }
-        mod simulated {
-            $(
-                #[lymph::test(seeds = 2)]
-                async fn $scenario(world: super::World) -> super::Result {
-                    super::$scenario(&world).await
-                }
-            )*
-        }
-        /// On ZeroMQ, RabbitMQ and ZooKeeper (`scripts/infra.sh up`), each in a namespace of its own.
-        #[cfg(feature = "real-infra")]
-        mod real {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() -> super::Result {
-                    let cluster = lymph::testing::Real::new()?;
-                    let outcome = super::$scenario(&cluster).await;
-                    cluster.shutdown().await;
-                    outcome
-                }
-            )*
-        }
-    };
-}
-
 every_world!(
+    #[tokio::test], 2;
     the_gateway_upper_cases_through_echo_in_one_trace,
     health_check_and_unknown_routes_carry_the_trace_id,
     bad_requests_get_a_clear_4xx_and_the_gateway_goes_on,

@@ -146,14 +146,14 @@ impl App {
         let _in_flight = shared.track();
         let started = tokio::time::Instant::now();
         let is_get = method == Method::GET || method == Method::HEAD;
-        let builtin =
-            is_get && (config.health_path.as_deref() == Some(&path) || config.metrics_path.as_deref() == Some(&path));
+        let health = is_get && config.health_path.as_deref() == Some(&path);
+        let metrics = is_get && config.metrics_path.as_deref() == Some(&path);
         let mut failure = None;
-        let mut response = if is_get && config.health_path.as_deref() == Some(&path) {
+        let mut response = if health {
             let healthy = AssertUnwindSafe(async { self.web.interface.is_healthy() }).catch_unwind().await;
             let status = if matches!(healthy, Ok(true)) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             status.into_response()
-        } else if is_get && config.metrics_path.as_deref() == Some(&path) {
+        } else if metrics {
             let text = crate::metrics::prometheus_text(&shared.metrics_series());
             ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
         } else {
@@ -179,22 +179,25 @@ impl App {
         };
         let status = response.status().as_u16();
         let duration = started.elapsed();
-        if !builtin {
+        // The built-in endpoints are not counted, as heartbeats are not among requests.
+        if !health && !metrics {
             shared.metrics.http(name, method.as_str(), status, duration);
-            if failure.is_none() && status >= 500 {
-                failure = Some(format!("HTTP {status}"));
+            if !shared.plugins.is_empty() {
+                if failure.is_none() && status >= 500 {
+                    failure = Some(format!("HTTP {status}"));
+                }
+                let route = format!("{method} {path}");
+                shared.plugins.handled(&Handled {
+                    kind: HandledKind::Http,
+                    interface: name,
+                    name: &route,
+                    subject: &path,
+                    trace_id: &trace_id,
+                    duration,
+                    error: failure.as_deref(),
+                    status: Some(status),
+                });
             }
-            let route = format!("{method} {path}");
-            shared.plugins.handled(&Handled {
-                kind: HandledKind::Http,
-                interface: name,
-                name: &route,
-                subject: &path,
-                trace_id: &trace_id,
-                duration,
-                error: failure.as_deref(),
-                status: Some(status),
-            });
         }
         span.in_scope(|| tracing::info!(target: TRACING_TARGET, status, ?duration, "{method} {path}"));
         if let Ok(value) = HeaderValue::from_str(&trace_id) {
