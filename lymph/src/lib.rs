@@ -4,7 +4,7 @@
 //!
 //! - The service model, messages, codec and backends come from `lymph-core` and are re-exported here.
 //! - [`interface`](macro@interface) and [`test`](macro@test) are the attribute macros (feature `macros`, on by default).
-//! - [`testing`] is the simulator and the test cases (feature `testing`).
+//! - `testing` is the simulator and the test cases (feature `testing`).
 //!
 //! # Feature flags
 //!
