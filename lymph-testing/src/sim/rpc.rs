@@ -2,8 +2,9 @@
 //!
 //! # Wire format
 //!
-//! A message is a u32 big-endian frame count, then each frame as a u32 big-endian length and its
-//! bytes (at most 64 frames of at most 16 MiB). A connection carries messages one way, from the
+//! A message is a u32 big-endian length of the rest, a u32 big-endian frame count, then each frame
+//! as a u32 big-endian length and its bytes (at most 64 frames, at most 16 MiB in all), so a
+//! message is read in two reads and its frames share one buffer. A connection carries messages one way, from the
 //! connecting side to the listening side, as ZeroMQ's ROUTER-to-ROUTER pattern does: replies
 //! travel on the replier's own connection to the requester's endpoint. The first message on a
 //! connection is a hello: one frame, the sender's endpoint `tcp://<host>:<port>`. A message with
@@ -12,14 +13,13 @@
 //! connection silent for [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT) (e.g. cut by a partition,
 //! which turmoil never heals) is dropped and the next send connects afresh.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use indexmap::IndexMap;
 use lymph_core::rpc::{Frames, Inbox, Incoming, RpcTransport};
 use lymph_core::{Error, Headers, Result, Value};
 use tokio::sync::mpsc;
@@ -43,8 +43,9 @@ const INBOX_CAPACITY: usize = 4096;
 const SUBJECTS_REMEMBERED: usize = 4096;
 
 fn encode_frames(frames: &[Bytes]) -> Vec<u8> {
-    let len = 4 + frames.iter().map(|f| 4 + f.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(len);
+    let body = 4 + frames.iter().map(|f| 4 + f.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(4 + body);
+    out.extend_from_slice(&u32::try_from(body).unwrap_or(u32::MAX).to_be_bytes());
     out.extend_from_slice(&u32::try_from(frames.len()).unwrap_or(u32::MAX).to_be_bytes());
     for frame in frames {
         out.extend_from_slice(&u32::try_from(frame.len()).unwrap_or(u32::MAX).to_be_bytes());
@@ -53,19 +54,62 @@ fn encode_frames(frames: &[Bytes]) -> Vec<u8> {
     out
 }
 
+/// Splits a message body (frame count, then length-prefixed frames) into frames that share its
+/// buffer.
+fn decode_frames(body: Bytes) -> io::Result<Frames> {
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let u32_at = |at: usize| -> io::Result<u32> {
+        body.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| invalid(format!("message truncated at byte {at} of {}", body.len())))
+    };
+    let count = u32_at(0)?;
+    if count > MAX_FRAMES {
+        return Err(invalid(format!("{count} frames exceed {MAX_FRAMES}")));
+    }
+    let mut frames = Vec::with_capacity(count as usize);
+    let mut at = 4;
+    for _ in 0..count {
+        let len = u32_at(at)? as usize;
+        at += 4;
+        if len > body.len() - at {
+            return Err(invalid(format!("a frame of {len} bytes overruns the message ({} left)", body.len() - at)));
+        }
+        frames.push(body.slice(at..at + len));
+        at += len;
+    }
+    if at != body.len() {
+        return Err(invalid(format!("{} bytes after the last frame", body.len() - at)));
+    }
+    Ok(frames)
+}
+
 fn read_frames(r: &mut OwnedReadHalf) -> BoxFuture<'_, io::Result<Option<Frames>>> {
     Box::pin(async move {
-        let Some(count) = wire::read_u32(r).await? else { return Ok(None) };
-        if count > MAX_FRAMES {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{count} frames exceed {MAX_FRAMES}")));
-        }
-        let mut frames = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            let len = wire::read_u32(r).await?.ok_or(io::ErrorKind::UnexpectedEof)?;
-            frames.push(Bytes::from(wire::read_bytes(r, len).await?));
-        }
-        Ok(Some(frames))
+        let Some(len) = wire::read_u32(r).await? else { return Ok(None) };
+        decode_frames(Bytes::from(wire::read_bytes(r, len).await?)).map(Some)
     })
+}
+
+/// The subjects of the last [`SUBJECTS_REMEMBERED`] requests, by message id: forgets the oldest
+/// in constant time.
+#[derive(Debug, Default)]
+struct Subjects {
+    by_id: HashMap<String, String>,
+    order: VecDeque<String>,
+}
+
+impl Subjects {
+    fn remember(&mut self, id: String, subject: String) {
+        if self.by_id.insert(id.clone(), subject).is_none() {
+            self.order.push_back(id);
+        }
+        if self.order.len() > SUBJECTS_REMEMBERED
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.by_id.remove(&oldest);
+        }
+    }
 }
 
 /// Writes RPC traffic onto the timeline, annotating replies with their request's subject.
@@ -73,45 +117,47 @@ fn read_frames(r: &mut OwnedReadHalf) -> BoxFuture<'_, io::Result<Option<Frames>
 struct Recorder {
     host: String,
     timeline: Timeline,
-    subjects: Arc<Mutex<IndexMap<String, String>>>,
+    subjects: Arc<Mutex<Subjects>>,
 }
 
 impl Recorder {
     /// Records a message and returns its kind and the subject faults match on: the request's
     /// subject, also for a reply.
     fn record(&self, frames: &[Bytes], direction: Direction, detail: String) -> (String, String) {
-        let text = |i: usize| frames.get(i).map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
+        let text = |i: usize| frames.get(i).map(|f| String::from_utf8_lossy(f)).unwrap_or_default();
         let (id, kind, raw_subject) = (text(0), text(1), text(2));
-        let kind: String = if kind.is_empty() { "?".into() } else { kind.chars().take(16).collect() };
+        let kind: String = match kind.char_indices().nth(16) {
+            None if kind.is_empty() => "?".into(),
+            None => kind.into_owned(),
+            Some((cut, _)) => kind[..cut].to_owned(),
+        };
         let trace = frames
             .get(3)
             .and_then(|h| Value::from_msgpack(h).ok())
             .and_then(|v| Headers::from_value(v).ok())
             .and_then(|h| h.trace_id().map(str::to_owned));
-        let short = |s: &str| s.chars().take(8).collect::<String>();
-        let (subject, request_subject) = {
-            let mut subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
-            if kind == "REQ" {
-                subjects.insert(id.clone(), raw_subject.clone());
-                if subjects.len() > SUBJECTS_REMEMBERED {
-                    subjects.shift_remove_index(0);
-                }
-                (raw_subject.clone(), raw_subject.clone())
-            } else {
-                match subjects.get(&raw_subject) {
-                    Some(request) => (format!("{request} (re {})", short(&raw_subject)), request.clone()),
-                    None => (format!("(re {})", short(&raw_subject)), String::new()),
-                }
-            }
-        };
-        let mut entry = Entry::now(&self.host, kind.clone(), subject).trace(trace).direction(direction);
-        entry = if kind == "REQ" {
-            entry.detail(format!("{detail} id={}", short(&id))).id(id)
+        let short = |s: &str| s.char_indices().nth(8).map_or(s, |(cut, _)| &s[..cut]).to_owned();
+        if kind == "REQ" {
+            let (id, subject) = (id.into_owned(), raw_subject.into_owned());
+            self.subjects().remember(id.clone(), subject.clone());
+            let entry =
+                Entry::now(&self.host, kind.clone(), subject.clone()).detail(format!("{detail} id={}", short(&id)));
+            self.timeline.record(entry.trace(trace).direction(direction).id(id));
+            (kind, subject)
         } else {
-            entry.detail(detail).re(raw_subject)
-        };
-        self.timeline.record(entry);
-        (kind, request_subject)
+            let request = self.subjects().by_id.get(raw_subject.as_ref()).cloned();
+            let (shown, request) = match request {
+                Some(request) => (format!("{request} (re {})", short(&raw_subject)), request),
+                None => (format!("(re {})", short(&raw_subject)), String::new()),
+            };
+            let entry = Entry::now(&self.host, kind.clone(), shown).detail(detail).re(raw_subject.into_owned());
+            self.timeline.record(entry.trace(trace).direction(direction));
+            (kind, request)
+        }
+    }
+
+    fn subjects(&self) -> MutexGuard<'_, Subjects> {
+        self.subjects.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn note(&self, kind: &str, subject: &str, detail: String) {
@@ -428,5 +474,42 @@ impl RpcTransport for SimRpc {
 impl Drop for SimRpc {
     fn drop(&mut self) {
         self.inner.shut();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(frames: &[&[u8]]) -> Bytes {
+        let frames: Vec<Bytes> = frames.iter().map(|f| Bytes::copy_from_slice(f)).collect();
+        let encoded = encode_frames(&frames);
+        let len = u32::from_be_bytes([encoded[0], encoded[1], encoded[2], encoded[3]]) as usize;
+        assert_eq!(len, encoded.len() - 4);
+        Bytes::from(encoded).slice(4..)
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let frames = decode_frames(body(&[b"id", b"REQ", b"", b"\x80"])).unwrap();
+        assert_eq!(frames, vec![&b"id"[..], b"REQ", b"", b"\x80"]);
+        assert!(decode_frames(body(&[])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        let good = body(&[b"abc", b"de"]);
+        for cut in 0..good.len() {
+            let error = decode_frames(good.slice(..cut)).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData, "cut at {cut}");
+        }
+        let mut trailing = good.to_vec();
+        trailing.push(0);
+        assert!(decode_frames(Bytes::from(trailing)).unwrap_err().to_string().contains("after the last frame"));
+        let mut overrun = good.to_vec();
+        overrun[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_frames(Bytes::from(overrun)).unwrap_err().to_string().contains("overruns"));
+        let many = Bytes::from((MAX_FRAMES + 1).to_be_bytes().to_vec());
+        assert!(decode_frames(many).unwrap_err().to_string().contains("exceed"));
     }
 }
