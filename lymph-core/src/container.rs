@@ -23,7 +23,7 @@ use crate::interface::{CallError, Client, EventHandlerSpec, Interface};
 use crate::memory::MemoryNetwork;
 use crate::plugin::{ContainerInfo, Handled, HandledKind, Plugin, Plugins};
 use crate::registry::InstanceWatch;
-use crate::rpc::Inbox;
+use crate::rpc::{ClientRequest, Inbox};
 use crate::version::{Version, parse_interface_key};
 use crate::web::server::{InstalledWeb, WebService};
 use crate::web::{TcpWebNetwork, WebInterface, WebNetwork};
@@ -228,6 +228,7 @@ impl Shared {
             Ok(Ok(reply)) => Ok(reply),
             _ => {
                 self.pending.lock().expect("pending lock").remove(&id);
+                self.rpc.gave_up(&ClientRequest { id: &id, subject, trace_id, endpoint }, timeout);
                 Err(Error::Timeout { subject: subject.to_owned(), timeout })
             }
         }

@@ -1,6 +1,7 @@
 //! The RPC seam: endpoint-addressed multipart messages between containers.
 
 use std::fmt;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -66,6 +67,22 @@ impl From<mpsc::Receiver<Incoming>> for Inbox {
     }
 }
 
+/// A request a container sent as a client, as [`RpcTransport::gave_up`] reports it.
+///
+/// It borrows from the container's own state, so reporting one costs no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientRequest<'a> {
+    /// The request's message id, which its replies carry as their subject.
+    pub id: &'a str,
+    /// The request's subject, e.g. `echo.upper`.
+    pub subject: &'a str,
+    /// The trace id in the request's headers.
+    pub trace_id: &'a str,
+    /// The endpoint the request was sent to.
+    pub endpoint: &'a str,
+}
+
 /// Moves multipart messages between container endpoints.
 ///
 /// This is lymph's RPC transport reduced to what the container needs. One value serves one
@@ -100,4 +117,19 @@ pub trait RpcTransport: Send + Sync + fmt::Debug {
 
     /// Releases the endpoint: peers can no longer reach it and the inbox ends.
     fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// Told by the container when it stops waiting for a reply to `request`, one it sent through
+    /// this transport, because `waited` passed without one: its caller gets
+    /// [`Error::Timeout`](crate::Error::Timeout). A reply that still arrives afterwards reaches no
+    /// caller, although its handler ran.
+    ///
+    /// It is called at most once per request, and only when the request timed out: not when a
+    /// reply came, when [`send`](RpcTransport::send) failed, or when the caller dropped the
+    /// request's future. It runs in the task that made the request and must not block.
+    ///
+    /// The default does nothing: only a transport that records its traffic, such as the simulated
+    /// one, has a use for it. A transport that wraps another should pass the call on.
+    fn gave_up(&self, request: &ClientRequest<'_>, waited: Duration) {
+        let _ = (request, waited);
+    }
 }

@@ -3,7 +3,7 @@
 //! Each checker returns a [`Violation`] naming the trace ids and simulated times involved, so a
 //! failing seed points at the messages to look at in the rendered timeline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -48,6 +48,11 @@ fn is_reply(e: &Entry, direction: Direction) -> bool {
     REPLY_KINDS.contains(&e.kind.as_str()) && e.direction == direction
 }
 
+/// Whether `e` records a host giving up on a request it sent.
+fn is_give_up(e: &Entry) -> bool {
+    e.kind == "timeout" && e.re.is_some()
+}
+
 fn violation(checker: &'static str, message: String, entries: &[&Entry]) -> Violation {
     let mut trace_ids: Vec<String> = entries.iter().filter_map(|e| e.trace_id.clone()).collect();
     trace_ids.dedup();
@@ -80,25 +85,100 @@ pub fn at_most_one_reply(timeline: &Timeline) -> Result<(), Violation> {
     Ok(())
 }
 
-/// Every request a host sent (heartbeats aside) got a reply. One without means its caller timed
-/// out or failed: run this where no fault should cost a request.
+/// Every request a host sent (heartbeats aside) got a reply its caller took: a reply received
+/// before the host gave up on the request (a `timeout` entry, see
+/// [`RpcTransport::gave_up`](lymph_core::RpcTransport::gave_up)). A request without one cost its
+/// caller a timeout or a failure: run this where no fault should cost a request.
+///
+/// A reply that came after its caller gave up does not count (see [`no_reply_after_give_up`]).
 ///
 /// # Errors
 ///
-/// The first request without a reply.
+/// The first request its caller gave up on, or that got no reply at all (its caller still waits,
+/// its send failed, or it stopped waiting without a timeout).
 pub fn every_request_answered(timeline: &Timeline) -> Result<(), Violation> {
     let entries = timeline.entries();
-    let answered: Vec<(&str, &str)> = entries
-        .iter()
-        .filter(|e| is_reply(e, Direction::Received))
-        .filter_map(|e| Some((e.host.as_str(), e.re.as_deref()?)))
-        .collect();
+    let mut answered: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut gave_up: BTreeMap<(&str, &str), &Entry> = BTreeMap::new();
+    for e in &entries {
+        let Some(re) = e.re.as_deref() else { continue };
+        let key = (e.host.as_str(), re);
+        if is_give_up(e) {
+            gave_up.entry(key).or_insert(e);
+        } else if is_reply(e, Direction::Received) {
+            answered.insert(key);
+        }
+    }
     for e in entries.iter().filter(|e| is_request(e, Direction::Sent)) {
         let Some(id) = e.id.as_deref() else { continue };
-        if !answered.contains(&(e.host.as_str(), id)) {
-            let message = format!("{}'s {} request got no reply", e.host, e.subject);
+        let key = (e.host.as_str(), id);
+        if let Some(timeout) = gave_up.get(&key) {
+            let waited = timeout.time.saturating_sub(e.time).as_secs_f64();
+            let message = format!(
+                "{}'s {} request got no reply in time: its caller gave up after {waited:.3}s",
+                e.host, e.subject
+            );
+            return Err(violation("every_request_answered", message, &[e, timeout]));
+        }
+        if !answered.contains(&key) {
+            let message =
+                format!("{}'s {} request got no reply, and its caller recorded no timeout", e.host, e.subject);
             return Err(violation("every_request_answered", message, &[e]));
         }
+    }
+    Ok(())
+}
+
+/// No reply reached a host for a request it had given up on (a `timeout` entry, see
+/// [`RpcTransport::gave_up`](lymph_core::RpcTransport::gave_up)): otherwise the request's handler
+/// ran while its caller reported a failure, an outcome the caller cannot tell from a request that
+/// never arrived. A caller that retries makes a handler that is not idempotent do its work twice.
+///
+/// A reply recorded before the host's give-up counts as well: the host received it, but it was
+/// still on its way to the caller when the caller stopped waiting.
+///
+/// # Errors
+///
+/// The first request given up on that got a reply anyway, naming its trace and the times it was
+/// sent, given up on, and answered.
+pub fn no_reply_after_give_up(timeline: &Timeline) -> Result<(), Violation> {
+    let entries = timeline.entries();
+    let mut requests: BTreeMap<(&str, &str), &Entry> = BTreeMap::new();
+    let mut replies: BTreeMap<(&str, &str), (usize, &Entry)> = BTreeMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.kind == "REQ"
+            && e.direction == Direction::Sent
+            && let Some(id) = e.id.as_deref()
+        {
+            requests.entry((e.host.as_str(), id)).or_insert(e);
+        } else if is_reply(e, Direction::Received)
+            && let Some(re) = e.re.as_deref()
+        {
+            replies.entry((e.host.as_str(), re)).or_insert((i, e));
+        }
+    }
+    for (i, timeout) in entries.iter().enumerate().filter(|(_, e)| is_give_up(e)) {
+        let Some(id) = timeout.re.as_deref() else { continue };
+        let key = (timeout.host.as_str(), id);
+        let Some(&(j, reply)) = replies.get(&key) else { continue };
+        let request = requests.get(&key).copied();
+        let (subject, waited) = match request {
+            Some(r) => {
+                (r.subject.as_str(), format!(" after {:.3}s", timeout.time.saturating_sub(r.time).as_secs_f64()))
+            }
+            None => (timeout.subject.as_str(), String::new()),
+        };
+        let (host, kind) = (&timeout.host, &reply.kind);
+        let message = if j > i {
+            let late = reply.time.saturating_sub(timeout.time).as_secs_f64();
+            format!("{host} gave up on its {subject} request{waited}, and its {kind} reply arrived {late:.3}s later")
+        } else {
+            format!(
+                "{host} gave up on its {subject} request{waited} while its {kind} reply was on its way to the caller"
+            )
+        };
+        let involved: Vec<&Entry> = request.into_iter().chain([timeout, reply]).collect();
+        return Err(violation("no_reply_after_give_up", message, &involved));
     }
     Ok(())
 }
@@ -259,6 +339,53 @@ mod tests {
 
     fn entry(host: &str, kind: &str, subject: &str, trace: &str, detail: &str) -> Entry {
         Entry::now(host, kind, subject).trace(Some(trace)).detail(detail)
+    }
+
+    fn rpc(host: &str, kind: &str, direction: Direction, millis: u64) -> Entry {
+        let mut e = Entry::now(host, kind, "echo.upper").trace(Some("t1")).direction(direction);
+        e.time = Duration::from_millis(millis);
+        if kind == "REQ" { e.id("r1") } else { e.re("r1") }
+    }
+
+    #[test]
+    fn a_reply_after_a_give_up_is_late_and_does_not_answer() {
+        let timeline = Timeline::new();
+        timeline.record(rpc("test", "REQ", Direction::Sent, 100));
+        timeline.record(rpc("echo", "REQ", Direction::Received, 110));
+        assert_eq!(no_reply_after_give_up(&timeline), Ok(()));
+        timeline.record(rpc("test", "timeout", Direction::Local, 3100));
+        assert_eq!(no_reply_after_give_up(&timeline), Ok(()), "no reply came");
+        let unanswered = every_request_answered(&timeline).expect_err("its caller gave up");
+        assert!(unanswered.message.contains("gave up after 3.000s"), "{unanswered}");
+        assert_eq!(unanswered.times, [Duration::from_millis(100), Duration::from_millis(3100)]);
+        // The echo host's reply, sent and then received by the caller.
+        timeline.record(rpc("echo", "REP", Direction::Sent, 3500));
+        assert_eq!(no_reply_after_give_up(&timeline), Ok(()), "a reply sent is not yet one received");
+        timeline.record(rpc("test", "REP", Direction::Received, 3600));
+        let late = no_reply_after_give_up(&timeline).expect_err("the reply came after the give-up");
+        assert_eq!(late.trace_ids, ["t1"]);
+        assert_eq!(late.times, [100, 3100, 3600].map(Duration::from_millis));
+        assert!(late.message.contains("REP reply arrived 0.500s later"), "{late}");
+        assert!(every_request_answered(&timeline).is_err(), "a late reply answers no caller");
+    }
+
+    #[test]
+    fn a_reply_on_its_way_when_the_caller_gave_up_counts_as_late() {
+        let timeline = Timeline::new();
+        timeline.record(rpc("test", "REQ", Direction::Sent, 100));
+        timeline.record(rpc("test", "REP", Direction::Received, 3100));
+        assert_eq!(every_request_answered(&timeline), Ok(()));
+        timeline.record(rpc("test", "timeout", Direction::Local, 3100));
+        let late = no_reply_after_give_up(&timeline).expect_err("the caller did not take the reply");
+        assert!(late.message.contains("on its way to the caller"), "{late}");
+        // A give-up on another host, or for another request, is not this request's.
+        let other = Timeline::new();
+        other.record(rpc("test", "REQ", Direction::Sent, 100));
+        other.record(rpc("test", "REP", Direction::Received, 200));
+        other.record(rpc("echo", "timeout", Direction::Local, 3100));
+        other.record(rpc("test", "timeout", Direction::Local, 3100).re("r2"));
+        assert_eq!(no_reply_after_give_up(&other), Ok(()));
+        assert_eq!(every_request_answered(&other), Ok(()));
     }
 
     #[test]

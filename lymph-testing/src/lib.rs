@@ -7,8 +7,8 @@
 //! - [`sim`]: the simulated backends (`SimRpc`, `SimRegistry`, `SimEvents`) and their hosts.
 //! - [`Timeline`]: everything that crossed the simulated network, for output, checks and the
 //!   determinism check.
-//! - [`check`]: checkers that read a timeline: every request answered once, no request handled
-//!   twice, bounded redeliveries.
+//! - [`check`]: checkers that read a timeline: every request answered once, no reply after its
+//!   caller gave up, no request handled twice, bounded redeliveries, no lost events.
 //! - [`schedule`]: fault schedules, generated and shrunk by proptest.
 //! - [`Cluster`]: one scenario body for the embedded backends ([`Embedded`]) and the simulator.
 //! - [`ServiceTestCase`], [`MultiServiceTestCase`]: lymph's test cases on the embedded backends.

@@ -1,7 +1,7 @@
 //! The timeline: everything that happened in a simulation, in order, with simulated timestamps.
 //!
 //! The simulated backends of [`sim`](crate::sim) append an [`Entry`] for every RPC message sent
-//! and received, every event emitted, delivered and settled, every registry change and every
+//! and received, every request whose caller gave up waiting for its reply, every event emitted, delivered and settled, every registry change and every
 //! session lost or re-established. Two runs of one seed must give identical timelines: compare
 //! [`Timeline::entries`] or [`Timeline::render`] of both.
 
@@ -28,7 +28,8 @@ pub struct Entry {
     pub time: Duration,
     /// The host it happened on.
     pub host: String,
-    /// What happened: an RPC message kind (`REQ`, `REP`, `ACK`, `NACK`, `ERROR`), an event step
+    /// What happened: an RPC message kind (`REQ`, `REP`, `ACK`, `NACK`, `ERROR`), `timeout` when
+    /// a host gave up waiting for the reply to a request it sent, an event step
     /// (`emit`, `deliver`, `ack`, `reject`, `retry`; on the broker, `publish` when it routes an
     /// event and `start` when it starts with fresh queues), a registry change (`register`,
     /// `unregister`; `register-web`, `unregister-web` for web interfaces), a session change
@@ -44,7 +45,8 @@ pub struct Entry {
     pub direction: Direction,
     /// For an RPC request, its message id.
     pub id: Option<String>,
-    /// For an RPC reply, the id of the request it answers.
+    /// For an RPC reply, the id of the request it answers; for a `timeout`, the id of the request
+    /// given up on.
     pub re: Option<String>,
 }
 

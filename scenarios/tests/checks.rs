@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lymph::testing::check::{
-    at_most_one_reply, deliveries_at_most, every_event_delivered, every_request_answered, requests_handled_at_most_once,
+    at_most_one_reply, deliveries_at_most, every_event_delivered, every_request_answered, no_reply_after_give_up,
+    requests_handled_at_most_once,
 };
 use lymph::testing::sim::MessageFault;
-use lymph::testing::{Result, TestError, World, eventually};
+use lymph::testing::{Entry, Result, TEST_HOST, TestError, World, eventually};
 use lymph::{Container, Error, Event};
 use scenarios::echo::{Echo, EchoClient, UPPERCASED};
 use scenarios::talk;
@@ -37,7 +38,9 @@ async fn a_clean_run_passes_every_checker(world: World) -> Result {
     every_request_answered(world.timeline())?;
     requests_handled_at_most_once(world.timeline())?;
     deliveries_at_most(world.timeline(), 1)?;
-    Ok(())
+    no_reply_after_give_up(world.timeline())?;
+    let timeouts = world.timeline().entries().iter().filter(|e| e.kind == "timeout").count();
+    check(timeouts == 0, format!("{timeouts} timeouts in a clean run"))
 }
 
 /// A duplicated reply reaches its caller twice; the container ignores the second, the checker
@@ -61,7 +64,84 @@ async fn every_request_answered_catches_a_lost_reply(world: World) -> Result {
     let lost = echo.echo("lost".to_owned()).await;
     check(matches!(lost, Err(Error::Timeout { .. })), format!("expected a timeout, got {lost:?}"))?;
     let violation = every_request_answered(world.timeline()).err().ok_or("the lost reply was not caught")?;
-    check(violation.message.contains("echo.echo request got no reply"), violation.to_string())
+    check(violation.message.contains("echo.echo request got no reply in time"), violation.to_string())?;
+    check(violation.times.len() == 2 && violation.times[0] < violation.times[1], violation.to_string())?;
+    // The caller gave up, and no reply came afterwards: not a late reply.
+    no_reply_after_give_up(world.timeline())?;
+    Ok(())
+}
+
+/// The last `REQ` entry the test host sent for `subject`, and the `timeout` entry of the test
+/// host giving up on it, if there is one.
+fn request_and_give_up(entries: &[Entry], subject: &str) -> Option<(Entry, Option<Entry>)> {
+    let request = entries.iter().rev().find(|e| e.host == TEST_HOST && e.kind == "REQ" && e.subject == subject)?;
+    let give_up = entries.iter().find(|e| e.host == TEST_HOST && e.kind == "timeout" && e.re == request.id);
+    Some((request.clone(), give_up.cloned()))
+}
+
+/// A request that times out leaves a `timeout` entry on its caller's host, naming the request,
+/// its trace and the endpoint it waited for.
+#[lymph::test(seeds = 4)]
+async fn a_timeout_is_on_the_timeline(world: World) -> Result {
+    world.start("echo-1", || Container::builder().interface(Echo::default())).await?;
+    let client = world.client().await?;
+    client.client::<EchoClient>().echo("warm".to_owned()).await?;
+    world.inject(MessageFault::drop().kind("REQ").subject("echo.echo"));
+    let proxy = client.context().proxy("echo").timeout(Duration::from_millis(700));
+    let lost = proxy.call::<String, _>("echo", &lymph::Value::map([("text", "lost")])).await;
+    check(matches!(lost, Err(Error::Timeout { .. })), format!("expected a timeout, got {lost:?}"))?;
+    let entries = world.timeline().entries();
+    let (request, give_up) = request_and_give_up(&entries, "echo.echo").ok_or("no echo.echo request")?;
+    let give_up = give_up.ok_or("no timeout entry for the request")?;
+    check(give_up.trace_id.as_deref() == Some(proxy.trace_id()), format!("{give_up:?}"))?;
+    check(give_up.time == request.time + Duration::from_millis(700), format!("{request:?} then {give_up:?}"))?;
+    check(give_up.subject.starts_with("echo.echo (re "), format!("{give_up:?}"))?;
+    check(give_up.detail == "no reply from tcp://echo-1:4000 within 700ms", format!("{give_up:?}"))
+}
+
+/// Sleeps (simulated time) before it answers.
+#[derive(Debug, Clone, Default)]
+struct Slow {
+    runs: Arc<AtomicUsize>,
+}
+
+#[lymph::interface(name = "slow")]
+impl Slow {
+    /// Waits `millis` milliseconds, then returns them.
+    #[rpc]
+    async fn work(&self, millis: u64) -> lymph::Result<u64> {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Ok(millis)
+    }
+}
+
+/// A handler slower than its caller's timeout does its work and replies after the caller gave up:
+/// the checker names the trace and the times it was sent, given up on and answered.
+#[lymph::test(seeds = 4)]
+async fn no_reply_after_give_up_catches_a_handler_slower_than_its_caller(world: World) -> Result {
+    let slow = Slow::default();
+    let factory = slow.clone();
+    world.start("slow", move || Container::builder().interface(factory.clone())).await?;
+    let client = world.client().await?;
+    let fast = client.proxy("slow").call::<u64, _>("work", &lymph::Value::map([("millis", 10)])).await?;
+    check(fast == 10, format!("got {fast}"))?;
+    no_reply_after_give_up(world.timeline())?;
+    let proxy = client.context().proxy("slow").timeout(Duration::from_millis(500));
+    let late = proxy.call::<u64, _>("work", &lymph::Value::map([("millis", 1000)])).await;
+    check(matches!(late, Err(Error::Timeout { .. })), format!("expected a timeout, got {late:?}"))?;
+    let runs = slow.runs.clone();
+    eventually("the slow handler finished", Duration::from_secs(2), || runs.load(Ordering::SeqCst) == 2).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let violation = no_reply_after_give_up(world.timeline()).err().ok_or("the late reply was not caught")?;
+    check(violation.trace_ids == [proxy.trace_id().to_owned()], violation.to_string())?;
+    let gave_up = format!("{TEST_HOST} gave up on its slow.work request after 0.500s");
+    check(violation.message.contains(&gave_up), violation.to_string())?;
+    check(violation.message.contains("REP reply arrived"), violation.to_string())?;
+    let times = &violation.times;
+    check(times.len() == 3 && times[0] < times[1] && times[1] <= times[2], violation.to_string())?;
+    let answered = every_request_answered(world.timeline()).err().ok_or("a late reply counted as an answer")?;
+    check(answered.trace_ids == violation.trace_ids, answered.to_string())
 }
 
 /// A duplicated request runs its handler twice: the non-idempotent echo counts two calls where its

@@ -17,10 +17,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use lymph_core::rpc::{Frames, Inbox, Incoming, RpcTransport};
+use lymph_core::rpc::{ClientRequest, Frames, Inbox, Incoming, RpcTransport};
 use lymph_core::{Error, Headers, Result, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -160,6 +161,17 @@ impl Recorder {
         self.subjects.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Records that this host gave up waiting for a reply to `request`: a `timeout` entry with
+    /// the request's id as `re`, its subject written as a reply's.
+    fn gave_up(&self, request: &ClientRequest<'_>, waited: Duration) {
+        let short: String = request.id.chars().take(8).collect();
+        let entry = Entry::now(&self.host, "timeout", format!("{} (re {short})", request.subject))
+            .trace(Some(request.trace_id))
+            .detail(format!("no reply from {} within {waited:?}", request.endpoint))
+            .re(request.id);
+        self.timeline.record(entry);
+    }
+
     fn note(&self, kind: &str, subject: &str, detail: String) {
         self.timeline.record(Entry::now(&self.host, kind, subject).detail(detail));
     }
@@ -188,7 +200,8 @@ struct State {
 /// is noticed when it closes; one cut by a partition when its keepalives stop (see the module
 /// docs); messages written to it in between are lost, which the container's timeouts handle.
 /// Every message sent and received is recorded on the timeline (kind and subject from the
-/// frames, trace id from the headers).
+/// frames, trace id from the headers), and so is every request its container gave up waiting for
+/// (a `timeout` entry, see [`RpcTransport::gave_up`]).
 pub struct SimRpc {
     inner: Arc<Inner>,
 }
@@ -468,6 +481,10 @@ impl RpcTransport for SimRpc {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move { self.inner.shut() })
+    }
+
+    fn gave_up(&self, request: &ClientRequest<'_>, waited: Duration) {
+        self.inner.recorder.gave_up(request, waited);
     }
 }
 
