@@ -219,19 +219,28 @@ impl Shared {
         };
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(id.clone(), tx);
+        // Forgets the request however it ends without its reply: a failed send, a timeout, or
+        // the caller dropping this future.
+        let mut waiting = Waiting { pending: &self.pending, id: &id, answered: false };
         self.peers.lock().expect("peers lock").sent(endpoint, tokio::time::Instant::now());
-        if let Err(error) = self.rpc.send(endpoint, message.to_frames()).await {
-            self.pending.lock().expect("pending lock").remove(&id);
-            return Err(error);
-        }
+        self.rpc.send(endpoint, message.to_frames()).await?;
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => Ok(reply),
+            Ok(Ok(reply)) => {
+                // The receiving side took the entry out to answer it.
+                waiting.answered = true;
+                Ok(reply)
+            }
             _ => {
-                self.pending.lock().expect("pending lock").remove(&id);
+                drop(waiting);
                 self.rpc.gave_up(&ClientRequest { id: &id, subject, trace_id, endpoint }, timeout);
                 Err(Error::Timeout { subject: subject.to_owned(), timeout })
             }
         }
+    }
+
+    /// How many requests await their reply.
+    pub(crate) fn pending_requests(&self) -> usize {
+        self.pending.lock().expect("pending lock").len()
     }
 
     /// The live instance list of `service`, watched from the registry on first use.
@@ -255,6 +264,21 @@ impl Shared {
         let reply = Message { id: self.new_id(), kind, subject: request.id.clone(), headers, body: Bytes::from(body) };
         if let Err(error) = self.rpc.send(to, reply.to_frames()).await {
             tracing::warn!(target: TRACING_TARGET, %error, to, subject = %request.subject, "could not send the reply");
+        }
+    }
+}
+
+/// A request awaiting its reply: removes it from the pending requests when dropped unanswered.
+struct Waiting<'a> {
+    pending: &'a Mutex<HashMap<String, oneshot::Sender<Message>>>,
+    id: &'a str,
+    answered: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.pending.lock().expect("pending lock").remove(self.id);
         }
     }
 }
@@ -730,6 +754,13 @@ impl Container {
     /// Where this container's web interfaces listen and clients connect to them.
     pub fn web_network(&self) -> Arc<dyn WebNetwork> {
         self.shared.web_network.clone()
+    }
+
+    /// How many requests this container has sent that still await their reply. A request stops
+    /// waiting when its reply arrives, when it times out, when sending it fails, or when its caller
+    /// drops the call's future.
+    pub fn pending_requests(&self) -> usize {
+        self.shared.pending_requests()
     }
 
     /// Whether the container still runs.

@@ -127,6 +127,27 @@ async fn timeouts_and_deferred_calls() {
     assert!(started.elapsed() < Duration::from_millis(2900), "deferred calls run concurrently");
 }
 
+/// A request stops waiting however it ends: answered, timed out, or dropped by its caller. The
+/// last one used to stay pending for ever.
+#[tokio::test(start_paused = true)]
+async fn no_request_stays_pending() {
+    let network = MemoryNetwork::new();
+    let _service = start(&network, Probe::default()).await;
+    let client = Container::builder().network(&network).start().await.unwrap();
+    let proxy = client.proxy("probe");
+    assert_eq!(proxy.call::<i64, _>("add", &Value::map([("a", 1), ("b", 2)])).await.unwrap(), 3);
+    assert_eq!(client.pending_requests(), 0, "after a reply");
+    let timed_out =
+        proxy.clone().timeout(Duration::from_millis(100)).call::<u64, _>("sleep", &Value::map([("millis", 500)])).await;
+    assert!(matches!(timed_out, Err(Error::Timeout { .. })), "{timed_out:?}");
+    assert_eq!(client.pending_requests(), 0, "after a timeout");
+    let args = Value::map([("millis", 500)]);
+    let call = proxy.call::<u64, _>("sleep", &args);
+    let dropped = tokio::time::timeout(Duration::from_millis(100), call).await;
+    assert!(dropped.is_err(), "the caller gave up first");
+    assert_eq!(client.pending_requests(), 0, "after the caller dropped the call");
+}
+
 #[derive(Debug, Default)]
 struct Foo;
 
