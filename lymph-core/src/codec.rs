@@ -188,7 +188,7 @@ pub fn validate(bytes: &[u8]) -> Result<(), DecodeError> {
     reader.finish()
 }
 
-fn skip(reader: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
+pub(crate) fn skip(reader: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
     match reader.item()? {
         Item::Array(len) => {
             check_depth(depth)?;

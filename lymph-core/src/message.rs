@@ -142,6 +142,32 @@ impl Headers {
         Value::Map(self.entries.iter().map(|(k, v)| (Value::from(k.as_str()), v.clone())).collect())
     }
 
+    /// The `trace_id` header of msgpack-encoded headers, read in place without decoding the rest:
+    /// what `Headers::from_value(Value::from_msgpack(encoded)?)?.trace_id()` gives for
+    /// well-formed headers, without allocating. `None` when the headers are not a map, hold no
+    /// string `trace_id`, or are malformed before it.
+    pub fn peek_trace_id(encoded: &[u8]) -> Option<&str> {
+        use crate::codec::{Item, Reader, skip};
+        let mut reader = Reader::new(encoded);
+        let Ok(Item::Map(len)) = reader.item() else { return None };
+        for _ in 0..len {
+            let key = match reader.item().ok()? {
+                Item::Str(key) => key.as_bytes(),
+                Item::Bin(key) => key,
+                _ => return None,
+            };
+            if key == b"trace_id" {
+                return match reader.item().ok()? {
+                    Item::Str(value) => Some(value),
+                    Item::Bin(value) => std::str::from_utf8(value).ok(),
+                    _ => None,
+                };
+            }
+            skip(&mut reader, 1).ok()?;
+        }
+        None
+    }
+
     /// Reads headers from a map value; keys must be strings (str, or bin holding UTF-8).
     ///
     /// # Errors

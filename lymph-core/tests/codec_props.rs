@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use lymph_core::types::{Date, DateTime, Decimal, Set, Time, Uuid};
 use lymph_core::value::{from_value, to_value};
-use lymph_core::{Event, Message, Value, codec};
+use lymph_core::{Event, Headers, Message, Value, codec};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -179,6 +179,30 @@ proptest! {
         check_decoding(&bytes)?;
         let _ = codec::from_msgpack::<Value>(&bytes);
         let _ = Event::from_msgpack(&bytes);
+    }
+
+    /// Reading the trace id in place agrees with decoding the headers, on string-keyed header maps
+    /// with and without a `trace_id` (str or bin), and never panics on damaged bytes.
+    #[test]
+    fn peeking_the_trace_id_agrees_with_decoding(
+        others in vec(("[a-z_]{0,12}", value()), 0..6),
+        trace in prop_oneof![
+            Just(None),
+            "[0-9a-f]{32}".prop_map(|t| Some(Value::Str(t))),
+            "[0-9a-f]{32}".prop_map(|t| Some(Value::Bin(t.into_bytes()))),
+            value().prop_map(Some),
+        ],
+        at in any::<prop::sample::Index>(),
+        damage in damage(),
+    ) {
+        let mut entries: Vec<(Value, Value)> = others.into_iter().map(|(k, v)| (Value::Str(k), v)).collect();
+        if let Some(trace) = trace {
+            entries.insert(at.index(entries.len() + 1), (Value::from("trace_id"), trace));
+        }
+        let bytes = Value::Map(entries).to_msgpack();
+        let decoded = Value::from_msgpack(&bytes).ok().and_then(|v| Headers::from_value(v).ok());
+        prop_assert_eq!(Headers::peek_trace_id(&bytes), decoded.as_ref().and_then(Headers::trace_id));
+        let _ = Headers::peek_trace_id(&damaged(bytes, &damage));
     }
 
     #[test]

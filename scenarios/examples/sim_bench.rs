@@ -121,6 +121,27 @@ fn lymph_calls(round_trips: usize) -> (f64, f64) {
     rates(round_trips, elapsed.get())
 }
 
+/// The floor of [`idle_hour`]: as many bare turmoil hosts as its world has (ten services, the
+/// client, the registry, the broker), all sleeping, for one simulated hour; returns the wall and
+/// CPU time.
+fn bare_idle_hour(tick: Duration) -> (Duration, Duration) {
+    let mut sim =
+        turmoil::Builder::new().rng_seed(1).simulation_duration(Duration::from_secs(3_700)).tick_duration(tick).build();
+    for i in 0..12 {
+        sim.host(format!("idle-{i}"), || async {
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+    }
+    sim.client("client", async {
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+        Ok(())
+    });
+    let watch = Stopwatch::start();
+    sim.run().expect("the bare idle simulation runs");
+    watch.elapsed()
+}
+
 /// Ten services, each called once so that client and services heartbeat each other, then one
 /// idle simulated hour; returns the wall and CPU time of the whole run.
 fn idle_hour(tick: Duration) -> (Duration, Duration) {
@@ -168,9 +189,16 @@ fn main() {
         return;
     }
     for tick in [Duration::from_millis(10), Duration::from_millis(50)] {
+        let (bare_wall, bare_cpu) = bare_idle_hour(tick);
         let (wall, cpu) = idle_hour(tick);
+        println!("1 simulated hour, tick {tick:?}:");
         println!(
-            "idle 10-service cluster, 1 simulated hour, tick {tick:?}: {:.1} s wall, {:.1} s cpu",
+            "  bare turmoil, 13 sleeping hosts:                 {:>5.1} s wall  {:>5.1} s cpu",
+            bare_wall.as_secs_f64(),
+            bare_cpu.as_secs_f64()
+        );
+        println!(
+            "  idle lymph-rs cluster, 10 services, heartbeats:  {:>5.1} s wall  {:>5.1} s cpu",
             wall.as_secs_f64(),
             cpu.as_secs_f64()
         );

@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use lymph_core::rpc::{ClientRequest, Frames, Inbox, Incoming, RpcTransport};
-use lymph_core::{Error, Headers, Result, Value};
+use lymph_core::{Error, Headers, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use turmoil::net::tcp::OwnedReadHalf;
@@ -132,11 +132,7 @@ impl Recorder {
             None => kind.into_owned(),
             Some((cut, _)) => kind[..cut].to_owned(),
         };
-        let trace = frames
-            .get(3)
-            .and_then(|h| Value::from_msgpack(h).ok())
-            .and_then(|v| Headers::from_value(v).ok())
-            .and_then(|h| h.trace_id().map(str::to_owned));
+        let trace = frames.get(3).and_then(|h| Headers::peek_trace_id(h)).map(str::to_owned);
         let short = |s: &str| s.char_indices().nth(8).map_or(s, |(cut, _)| &s[..cut]).to_owned();
         if kind == "REQ" {
             let (id, subject) = (id.into_owned(), raw_subject.into_owned());
