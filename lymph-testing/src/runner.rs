@@ -245,7 +245,11 @@ impl Runner {
         let mut deferred = Vec::new();
         let result = loop {
             apply_commands(&mut sim, &world, &mut deferred);
-            match sim.step() {
+            let step = sim.step();
+            if let Some(broken) = world.broken_invariant(sim.elapsed()) {
+                break Err(broken);
+            }
+            match step {
                 Ok(true) => break Ok(()),
                 Ok(false) => {}
                 Err(error) => break Err(format!("the simulation failed: {error}")),

@@ -70,6 +70,14 @@ pub(crate) struct WorldState {
     test_host: SimHost,
     pub(crate) faults: MessageFaults,
     clients: Cell<u16>,
+    /// Checked by the runner after every simulation step.
+    invariants: RefCell<Vec<Invariant>>,
+}
+
+/// A named property of the services' state, registered with [`World::invariant`].
+struct Invariant {
+    name: String,
+    check: Box<dyn Fn() -> Result<(), String>>,
 }
 
 /// A handle on the simulated world, given to the body of a `#[lymph::test]`.
@@ -107,6 +115,7 @@ impl World {
                 commands: RefCell::new(VecDeque::new()),
                 hosts: RefCell::new(BTreeMap::new()),
                 clients: Cell::new(0),
+                invariants: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -131,6 +140,42 @@ impl World {
     /// Notes something on the timeline, as the test host (e.g. a step of the scenario).
     pub fn note(&self, kind: &str, detail: impl Into<String>) {
         self.state.timeline.record(Entry::now(TEST_HOST, kind, "").detail(detail));
+    }
+
+    /// Adds a property of the services' state that must hold at every step of the simulation
+    /// from now on, such as "no order is charged twice": `check` reads state the test shares with
+    /// its services and says what is wrong. The runner calls every invariant after each step;
+    /// the first one to fail ends the run at once, and the failure names the invariant, its
+    /// message and the simulated time, which is also noted on the timeline (kind `invariant`).
+    ///
+    /// ```no_run
+    /// # use std::sync::{Arc, Mutex};
+    /// # fn body(world: lymph_testing::World) {
+    /// let charges = Arc::new(Mutex::new(std::collections::BTreeMap::<u64, u32>::new()));
+    /// let ledger = charges.clone();
+    /// world.invariant("no order charged twice", move || {
+    ///     match ledger.lock().unwrap().iter().find(|(_, n)| **n > 1) {
+    ///         Some((order, n)) => Err(format!("order {order} was charged {n} times")),
+    ///         None => Ok(()),
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn invariant<E: fmt::Display>(&self, name: &str, check: impl Fn() -> Result<(), E> + 'static) {
+        let check = Box::new(move || check().map_err(|e| e.to_string()));
+        self.state.invariants.borrow_mut().push(Invariant { name: name.to_owned(), check });
+    }
+
+    /// The first invariant that does not hold at simulated time `time`, noted on the timeline;
+    /// `None` when all hold.
+    pub(crate) fn broken_invariant(&self, time: Duration) -> Option<String> {
+        let invariants = self.state.invariants.borrow();
+        let (name, message) =
+            invariants.iter().find_map(|i| (i.check)().err().map(|message| (i.name.clone(), message)))?;
+        self.state.timeline.record(
+            Entry { time, ..Entry::now(TEST_HOST, "invariant", name.clone()) }.detail(format!("broken: {message}")),
+        );
+        Some(format!("invariant {name:?} broken at {:.3}s: {message}", time.as_secs_f64()))
     }
 
     /// Starts a service host named `host` running the container `factory` makes, and waits until

@@ -248,3 +248,86 @@ async fn every_event_delivered_reports_a_loss_in_a_broker_restart(world: World) 
     check(lost[0].trace_id.as_deref() == Some(ctx.trace_id()), lost[0].to_string())?;
     check(lost[0].queue == "listener-on_uppercase" && lost[0].restarted > lost[0].published, lost[0].to_string())
 }
+
+/// Counts the events it handles by id; not idempotent, so a redelivered or duplicated event
+/// counts twice.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    counts: Arc<std::sync::Mutex<std::collections::BTreeMap<i64, u32>>>,
+}
+
+#[lymph::interface(name = "tally")]
+impl Tally {
+    /// Counts the event's `n`.
+    #[event("tallied")]
+    async fn count(&self, event: Event) -> lymph::Result<()> {
+        let n = event["n"].as_i64().unwrap_or(-1);
+        *self.counts.lock().expect("counts").entry(n).or_insert(0) += 1;
+        Ok(())
+    }
+}
+
+/// Emits `tallied` events 0 to 2 for a [`Tally`] with the invariant that each is counted once.
+async fn tally_three(world: &World) -> Result<Tally> {
+    let tally = Tally::default();
+    let factory = tally.clone();
+    world.start("tally", move || Container::builder().interface(factory.clone())).await?;
+    let counts = tally.counts.clone();
+    world.invariant("each event counted once", move || {
+        match counts.lock().expect("counts").iter().find(|(_, times)| **times > 1) {
+            Some((n, times)) => Err(format!("event {n} was counted {times} times")),
+            None => Ok(()),
+        }
+    });
+    let client = world.client().await?;
+    for n in 0..3 {
+        client.emit("tallied", serde_json::json!({ "n": n })).await?;
+    }
+    let counts = tally.counts.clone();
+    eventually("three events counted", Duration::from_secs(10), || counts.lock().expect("counts").len() == 3).await?;
+    Ok(tally)
+}
+
+/// A user invariant holds at every step of a clean run.
+#[lymph::test(seeds = 4)]
+async fn a_user_invariant_holds_on_a_clean_run(world: World) -> Result {
+    tally_three(&world).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    check(!world.timeline().entries().iter().any(|e| e.kind == "invariant"), "an invariant entry on a clean run")
+}
+
+/// A user invariant catches the non-idempotent handler the moment a duplicated event is counted
+/// twice: the run ends there, naming the invariant, its message and the simulated time.
+#[test]
+fn a_user_invariant_catches_a_handler_that_is_not_idempotent() {
+    let runner = lymph::testing::Runner::new(
+        "checks::a_user_invariant_catches_a_handler_that_is_not_idempotent",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_CRATE_NAME"),
+    );
+    for seed in 0..4 {
+        let report = runner.run_seed(seed, &|world: World| async move {
+            world.inject(MessageFault::duplicate().kind("EVENT").subject("tallied").times(1));
+            tally_three(&world).await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok::<(), Box<dyn std::error::Error>>(())
+        });
+        let failure = report.outcome.expect_err("the duplicated event was not caught");
+        assert!(
+            failure.starts_with("invariant \"each event counted once\" broken at ")
+                && failure.ends_with(": event 0 was counted 2 times"),
+            "seed {seed}: {failure}"
+        );
+        let entries = report.timeline.entries();
+        let noted = entries.iter().find(|e| e.kind == "invariant").expect("no invariant entry");
+        assert_eq!(noted.detail, "broken: event 0 was counted 2 times");
+        let second =
+            entries.iter().filter(|e| e.kind == "deliver" && e.subject == "tallied").nth(1).expect("deliveries");
+        assert!(
+            noted.time >= second.time,
+            "noted at {:?}, before the second delivery at {:?}",
+            noted.time,
+            second.time
+        );
+    }
+}

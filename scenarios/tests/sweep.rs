@@ -41,7 +41,8 @@ impl Payments {
 
 const ORDERS: i64 = 8;
 
-/// Places the orders while `schedule` runs; every order must end up charged exactly once.
+/// Places the orders while `schedule` runs; no order may ever be charged twice (an invariant,
+/// checked at every step) and every order must end up charged.
 fn run(schedule: &Schedule, idempotent: bool) -> Result<(), String> {
     let schedule = schedule.clone();
     let runner = Runner::new("sweep::run", "scenarios", "sweep");
@@ -49,6 +50,13 @@ fn run(schedule: &Schedule, idempotent: bool) -> Result<(), String> {
         let schedule = schedule.clone();
         async move {
             let ledger = Ledger::default();
+            let watched = ledger.clone();
+            world.invariant("no order charged twice", move || {
+                match watched.lock().expect("ledger").iter().find(|(_, charges)| **charges > 1) {
+                    Some((order, charges)) => Err(format!("order {order} was charged {charges} times")),
+                    None => Ok(()),
+                }
+            });
             for host in ["payments-1", "payments-2"] {
                 let payments = Payments { ledger: ledger.clone(), idempotent };
                 world
@@ -69,13 +77,12 @@ fn run(schedule: &Schedule, idempotent: bool) -> Result<(), String> {
             })
             .await;
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let ledger = ledger.lock().expect("ledger");
-            match ledger.iter().find(|(_, charges)| **charges > 1) {
-                Some((order, charges)) => Err(format!("order {order} was charged {charges} times")),
-                None if ledger.len() < ORDERS as usize => {
-                    Err(format!("only {} of {ORDERS} orders were charged", ledger.len()))
-                }
-                None => Ok(()),
+            // A second charge ends the run at once, through the invariant.
+            let charged = ledger.lock().expect("ledger").len();
+            if charged < ORDERS as usize {
+                Err(format!("only {charged} of {ORDERS} orders were charged"))
+            } else {
+                Ok(())
             }
         }
     });
