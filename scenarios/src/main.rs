@@ -22,7 +22,8 @@ lymph's other commands work too: worker, node, discover, inspect, request, emit,
 tail, trace, config, help <command>.
 
 `run` runs a scenario in the deterministic simulator and prints its timeline (simulated time, host,
-message kind, subject, trace id) and a one-line verdict. The same seed prints the same output.
+message kind, subject, trace id), the timeline checkers' findings and a one-line verdict (the
+scenario's own invariants, which set the exit status). The same seed prints the same output.
   --seed N       the simulation seed (default 0)
   --faults F     food only: `chaos` draws a fault schedule from the seed (default none)
   --heartbeats   include lymph.ping heartbeat traffic in the timeline
@@ -122,6 +123,7 @@ where
     println!("{title}\n");
     print!("{}", report.timeline.render(options));
     println!();
+    print_checks(&report.timeline);
     let summary = summary.borrow_mut().take();
     match (&report.outcome, summary) {
         (Ok(()), Some(summary)) => {
@@ -134,6 +136,29 @@ where
         }
         (Ok(()), None) => bail!("the scenario finished without a summary"),
     }
+}
+
+/// Prints the verdict of each timeline checker that applies to any scenario. They describe the
+/// run (a fault can make a reply late, a broker restart can lose events); the scenario's own
+/// invariants decide whether it passed.
+fn print_checks(timeline: &lymph::testing::Timeline) {
+    use lymph::testing::check;
+
+    println!("checks:");
+    let verdict = |result: Result<(), check::Violation>| match result {
+        Ok(()) => "ok".to_owned(),
+        Err(violation) => format!("VIOLATED: {violation}"),
+    };
+    println!("  at_most_one_reply:             {}", verdict(check::at_most_one_reply(timeline)));
+    println!("  requests_handled_at_most_once: {}", verdict(check::requests_handled_at_most_once(timeline)));
+    println!("  no_reply_after_give_up:        {}", verdict(check::no_reply_after_give_up(timeline)));
+    let events = match check::every_event_delivered(timeline) {
+        Ok(lost) if lost.is_empty() => "ok".to_owned(),
+        Ok(lost) => format!("ok, but {} lost in broker restarts (lymph's queues are not durable)", lost.len()),
+        Err(violation) => format!("VIOLATED: {violation}"),
+    };
+    println!("  every_event_delivered:         {events}");
+    println!();
 }
 
 fn run_talk(seed: u64, options: &RenderOptions) -> anyhow::Result<bool> {
