@@ -31,8 +31,9 @@ pub struct Entry {
     /// What happened: an RPC message kind (`REQ`, `REP`, `ACK`, `NACK`, `ERROR`), an event step
     /// (`emit`, `deliver`, `ack`, `reject`, `retry`; on the broker, `publish` when it routes an
     /// event and `start` when it starts with fresh queues), a registry change (`register`,
-    /// `unregister`; `register-web`, `unregister-web` for web interfaces), a session change
-    /// (`connect`, `disconnect`), or a fault (`drop`, `duplicate`, `delay`, `fault`).
+    /// `unregister`; `register-web`, `unregister-web` for web interfaces), a connection or session
+    /// change (`connect`, `disconnect`; `session` when a registry session is resumed or expires),
+    /// or a fault (`drop`, `duplicate`, `delay`, `fault`).
     pub kind: String,
     /// What it concerns: an RPC subject, an event type, a service name.
     pub subject: String,

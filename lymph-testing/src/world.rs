@@ -297,8 +297,9 @@ impl World {
     }
 
     /// Expires the registry session of `host`: cuts it off from the registry until the registry
-    /// has dropped the session (and with it the host's registrations), then heals the link; the
-    /// host reconnects and registers again.
+    /// has expired the session (and with it deleted the host's registrations), then heals the
+    /// link; the host reconnects, finds its session expired, and registers again on a new one.
+    /// A shorter partition from the registry leaves the session alive: the host resumes it.
     pub async fn expire_session(&self, host: &str) {
         self.partition(host, REGISTRY_HOST);
         tokio::time::sleep(crate::sim::SESSION_TIMEOUT + crate::sim::HEARTBEAT_INTERVAL * 2).await;

@@ -121,8 +121,20 @@ async fn calls_recover_after_message_loss(world: World) -> Result {
     check(answered, "echo did not answer after the loss stopped")
 }
 
+/// The `session` entries of the timeline: `(host, subject, detail)`.
+fn session_entries(world: &World) -> Vec<(String, String, String)> {
+    world
+        .timeline()
+        .entries()
+        .into_iter()
+        .filter(|e| e.kind == "session")
+        .map(|e| (e.host, e.subject, e.detail))
+        .collect()
+}
+
 /// An expired registry session removes the host's instances; other clients route to the other
-/// instance until it reconnects and registers again.
+/// instance until it reconnects and registers again. The timeline shows the registry expiring the
+/// session and the host finding it expired and getting a new one.
 #[lymph::test(seeds = 4)]
 async fn an_expired_session_deregisters_until_the_host_registers_again(world: World) -> Result {
     let talk = talk::start(&world).await?;
@@ -136,7 +148,58 @@ async fn an_expired_session_deregisters_until_the_host_registers_again(world: Wo
     world.repair("echo-1", "registry");
     tokio::time::sleep(Duration::from_secs(3)).await;
     calls(&echo, 40).await;
-    check(talk.echoes[0].served() > before, "echo-1 was not chosen again after it registered again")
+    check(talk.echoes[0].served() > before, "echo-1 was not chosen again after it registered again")?;
+    let sessions = session_entries(&world);
+    let expired = |(host, subject, detail): &(String, String, String)| {
+        host == "registry" && subject == "echo-1" && detail.starts_with("expired session")
+    };
+    let renewed = |(host, subject, detail): &(String, String, String)| {
+        host == "echo-1" && subject == "registry" && detail.contains("expired, new session")
+    };
+    check(sessions.iter().any(expired), format!("the registry did not expire echo-1's session: {sessions:?}"))?;
+    check(sessions.iter().any(renewed), format!("echo-1 did not get a new session: {sessions:?}"))
+}
+
+/// A partition between a host and the registry that is shorter than the time the host takes to
+/// notice a silent connection (two thirds of the session timeout) still breaks the connection
+/// (the host pings every 500 ms, and the simulated network does not retransmit), but not the
+/// session: the host connects again and resumes its session before the registry expires it, as a
+/// ZooKeeper client does. Its registrations never vanish: another client sees both echo instances
+/// throughout, and the timeline shows echo-1 dropping its connection and resuming its session.
+#[lymph::test(seeds = 4)]
+async fn a_short_registry_partition_keeps_the_session(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    calls(&echo, 4).await;
+    check(talk.client.lookup("echo").await?.len() == 2, "the client does not see both echo instances")?;
+    world.partition("echo-1", "registry");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    world.repair("echo-1", "registry");
+    // Well past the session timeout: an expiry would have shown by then.
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < until {
+        let seen = talk.client.lookup("echo").await?.len();
+        check(seen == 2, format!("the client saw {seen} echo instances after the partition"))?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = talk.echoes[0].served();
+    check(calls(&echo, 20).await == 0, "calls failed after the partition")?;
+    check(talk.echoes[0].served() > before, "echo-1 was not chosen after the partition")?;
+    let echo_1: Vec<(String, String)> = world
+        .timeline()
+        .entries()
+        .into_iter()
+        .filter(|e| e.host == "echo-1" && e.subject == "registry")
+        .map(|e| (e.kind, e.detail))
+        .collect();
+    let kinds: Vec<&str> = echo_1.iter().map(|(kind, _)| kind.as_str()).collect();
+    check(
+        kinds == ["connect", "disconnect", "connect", "session"],
+        format!("echo-1's registry connection: {echo_1:?}"),
+    )?;
+    check(echo_1[3].1.starts_with("resumed session"), format!("echo-1 did not resume its session: {echo_1:?}"))?;
+    let sessions = session_entries(&world);
+    check(sessions.len() == 1, format!("a session other than echo-1's changed: {sessions:?}"))
 }
 
 /// A broker restart loses what its non-durable queues held, as RabbitMQ does for lymph's queues;
