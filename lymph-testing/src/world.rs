@@ -52,12 +52,14 @@ impl HostControl {
     }
 }
 
-/// A change to the simulation that only the runner can make, between two steps.
+/// A change to the simulation that only the runner can make, between two steps. `Jitter` sets a
+/// link's latency range, `None` meaning the world's default range.
 pub(crate) enum Command {
     Start { host: String, factory: Factory, control: Rc<HostControl> },
     Crash(String),
     Restart(String),
     Latency { a: String, b: String, latency: Duration },
+    Jitter { a: String, b: String, range: Option<(Duration, Duration)> },
     Loss { a: String, b: String, rate: f64 },
 }
 
@@ -278,6 +280,26 @@ impl World {
     pub fn set_latency(&self, a: &str, b: &str, latency: Duration) {
         self.note("fault", format!("latency {a} {b} {latency:?}"));
         self.state.commands.borrow_mut().push_back(Command::Latency { a: a.to_owned(), b: b.to_owned(), latency });
+    }
+
+    /// Makes the latency of the link between `a` and `b` (both ways) vary between `min` and `max`,
+    /// from the next step on: each message's latency is drawn from the run's seeded generator,
+    /// mostly close to `min` (turmoil draws it from an exponential distribution), never above
+    /// `max` (a `max` below `min` is taken as `min`). Messages of one connection still arrive in
+    /// the order they were sent; a message sent after a slow one waits for it.
+    pub fn set_jitter(&self, a: &str, b: &str, min: Duration, max: Duration) {
+        let max = max.max(min);
+        self.note("fault", format!("jitter {a} {b} {min:?}..{max:?}"));
+        let range = Some((min, max));
+        self.state.commands.borrow_mut().push_back(Command::Jitter { a: a.to_owned(), b: b.to_owned(), range });
+    }
+
+    /// Gives the link between `a` and `b` the world's default latency range back (see
+    /// [`Runner::latency`](crate::Runner::latency)), from the next step on: undoes
+    /// [`set_latency`](World::set_latency) and [`set_jitter`](World::set_jitter).
+    pub fn reset_latency(&self, a: &str, b: &str) {
+        self.note("fault", format!("latency {a} {b} reset"));
+        self.state.commands.borrow_mut().push_back(Command::Jitter { a: a.to_owned(), b: b.to_owned(), range: None });
     }
 
     /// Sets the probability (0 to 1) that a message between `a` and `b` is lost, from the next

@@ -98,6 +98,37 @@ async fn latency_slows_calls_down(world: World) -> Result {
     check(started.elapsed() >= Duration::from_secs(3), format!("the call took only {:?}", started.elapsed()))
 }
 
+/// Jitter on a link makes the latency of each message over it vary between the two bounds: with
+/// 50 to 500 ms each way, the round trips of calls over it spread between 100 ms and 1 s, each
+/// call its own (and, for a given seed, the same on every run).
+#[lymph::test(seeds = 4)]
+async fn jitter_spreads_call_latencies_between_its_bounds(world: World) -> Result {
+    world.start("echo-1", || Container::builder().interface(Echo::default())).await?;
+    let client = world.client().await?;
+    let echo: EchoClient = client.client();
+    echo.echo("warm".to_owned()).await?;
+    world.set_jitter("test", "echo-1", Duration::from_millis(50), Duration::from_millis(500));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut took = Vec::new();
+    for i in 0..30 {
+        let started = tokio::time::Instant::now();
+        echo.echo(format!("{i}")).await?;
+        took.push(started.elapsed());
+    }
+    let fastest = took.iter().min().copied().unwrap_or_default();
+    let slowest = took.iter().max().copied().unwrap_or_default();
+    check(fastest >= Duration::from_millis(100), format!("a call took only {fastest:?}: {took:?}"))?;
+    check(slowest <= Duration::from_millis(1050), format!("a call took {slowest:?}: {took:?}"))?;
+    check(slowest - fastest >= Duration::from_millis(100), format!("the call latencies hardly vary: {took:?}"))?;
+    world.reset_latency("test", "echo-1");
+    // Messages sent before the reset arrive first, up to 500 ms later.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let started = tokio::time::Instant::now();
+    echo.echo("reset".to_owned()).await?;
+    let reset = started.elapsed();
+    check(reset < Duration::from_millis(210), format!("a call took {reset:?} after the reset"))
+}
+
 /// Message loss breaks connections; calls fail while it lasts, and the client recovers once the
 /// link is clean again.
 #[lymph::test(seeds = 4)]
