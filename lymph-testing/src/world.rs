@@ -221,8 +221,9 @@ impl World {
         self.wait_started(host, &control).await
     }
 
-    /// Stops the container of `host` gracefully (deregister, stop consuming, drain) and waits
-    /// until it has stopped.
+    /// Stops the container of `host` gracefully (stop consuming, deregister, serve a moment for
+    /// callers that have not noticed, drain; see [`Container::stop`]) and waits until it has
+    /// stopped.
     ///
     /// # Errors
     ///

@@ -233,6 +233,34 @@ async fn a_short_registry_partition_keeps_the_session(world: World) -> Result {
     check(sessions.len() == 1, format!("a session other than echo-1's changed: {sessions:?}"))
 }
 
+/// A graceful stop of a service host ([`World::stop`]) deregisters it first, then keeps serving a
+/// moment for callers that have not heard of that yet and lets the requests it is handling finish
+/// before it closes its endpoint: callers move to the other instance, and no request fails, not
+/// even those made while it stops.
+#[lymph::test(seeds = 4)]
+async fn a_graceful_stop_fails_no_request(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    check(calls(&echo, 10).await == 0, "calls failed before the stop")?;
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        world.stop("echo-1").await
+    };
+    let (failed, stopped) = tokio::join!(calls(&echo, 40), stop);
+    stopped?;
+    check(failed == 0, format!("{failed} of 40 calls failed while echo-1 stopped"))?;
+    let before = talk.echoes[0].served();
+    check(calls(&echo, 20).await == 0, "calls failed after the stop")?;
+    check(talk.echoes[0].served() == before, "the stopped instance served requests")?;
+    let entries = world.timeline().entries();
+    let stop_at = entries.iter().position(|e| e.kind == "fault" && e.detail == "stop echo-1");
+    let first_unregister = entries.iter().position(|e| e.host == "echo-1" && e.kind == "unregister");
+    check(
+        matches!((stop_at, first_unregister), (Some(stop), Some(unregister)) if stop < unregister),
+        "echo-1 did not unregister after the stop began",
+    )
+}
+
 /// A broker restart loses what its non-durable queues held, as RabbitMQ does for lymph's queues;
 /// the clients reconnect and re-subscribe, and events emitted afterwards arrive.
 #[lymph::test(seeds = 4)]
