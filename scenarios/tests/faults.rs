@@ -261,6 +261,94 @@ async fn a_graceful_stop_fails_no_request(world: World) -> Result {
     )
 }
 
+/// A client cut off from the registry keeps calling the instances it already knows: RPC does not
+/// go through the registry. Here echo-1 is cut off too, for longer than the session timeout, so
+/// the registry expires its session and deletes its registration; the client, which cannot hear
+/// of that, keeps calling echo-1 and is answered. After the repair echo-1 registers again and
+/// the client sees the registry's view again.
+#[lymph::test(seeds = 4)]
+async fn a_client_cut_off_from_the_registry_keeps_calling_known_instances(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    check(calls(&echo, 10).await == 0, "calls failed before the partition")?;
+    world.partition("test", "registry");
+    world.partition("echo-1", "registry");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let expired = session_entries(&world)
+        .iter()
+        .any(|(host, subject, detail)| host == "registry" && subject == "echo-1" && detail.starts_with("expired"));
+    check(expired, "the registry did not expire echo-1's session")?;
+    let before = talk.echoes[0].served();
+    check(calls(&echo, 20).await == 0, "calls failed while the client was cut off from the registry")?;
+    check(talk.echoes[0].served() > before, "the client stopped calling echo-1, which it still knows")?;
+    world.repair("test", "registry");
+    world.repair("echo-1", "registry");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    check(talk.client.lookup("echo").await?.len() == 2, "the client does not see both echo instances again")?;
+    check(calls(&echo, 20).await == 0, "calls failed after the repair")
+}
+
+/// A listener cut off from the broker misses nothing: the events published meanwhile wait in its
+/// queue on the broker, and once the partition is repaired the listener connects again,
+/// subscribes again and gets them all.
+#[lymph::test(seeds = 4)]
+async fn a_listener_cut_off_from_the_broker_gets_the_events_after_the_repair(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    echo.upper("before".to_owned()).await?;
+    let listener = talk.listener.clone();
+    eventually("the first event", Duration::from_secs(5), || uppercased(&listener).len() == 1).await?;
+    // Its ack reaches the broker (an unacknowledged delivery would be delivered again).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    world.partition("listener", "broker");
+    echo.upper("during-1".to_owned()).await?;
+    echo.upper("during-2".to_owned()).await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let texts = uppercased(&talk.listener);
+    check(texts == ["before"], format!("the listener got {texts:?} while cut off from the broker"))?;
+    world.repair("listener", "broker");
+    let listener = talk.listener.clone();
+    eventually("the queued events", Duration::from_secs(10), || uppercased(&listener).len() >= 3).await?;
+    let mut texts = uppercased(&talk.listener);
+    texts.sort();
+    check(texts == ["before", "during-1", "during-2"], format!("the listener got {texts:?}"))
+}
+
+/// A service cut off from the broker cannot publish: its emit waits for the broker (the
+/// connection breaks, the service connects again after the repair and publishes the unconfirmed
+/// event again), so the request that emits is answered only after the repair, and its event
+/// reaches the listener.
+#[lymph::test(seeds = 4)]
+async fn an_emit_cut_off_from_the_broker_is_published_after_the_repair(world: World) -> Result {
+    let echo_1 = Echo::default();
+    let factory_echo = echo_1.clone();
+    world.start("echo-1", move || Container::builder().interface(factory_echo.clone())).await?;
+    let listener = Listener::default();
+    let factory_listener = listener.clone();
+    world.start("listener", move || Container::builder().interface(factory_listener.clone())).await?;
+    let client = world.client().await?;
+    let echo: EchoClient = client.client();
+    echo.upper("warm".to_owned()).await?;
+    world.partition("echo-1", "broker");
+    let started = tokio::time::Instant::now();
+    let repair = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        world.repair("echo-1", "broker");
+    };
+    let patient = client.proxy("echo").timeout(Duration::from_secs(10));
+    let body = lymph::Value::map([("text", "late")]);
+    let call = patient.call::<String, _>("upper", &body);
+    let (reply, ()) = tokio::join!(call, repair);
+    check(reply? == "LATE", "upper answered something else")?;
+    let waited = started.elapsed();
+    check(waited >= Duration::from_secs(3), format!("the call was answered after {waited:?}, before the repair"))?;
+    let listener_seen = listener.clone();
+    eventually("the late event", Duration::from_secs(5), || uppercased(&listener_seen).contains(&"late".to_owned()))
+        .await?;
+    let texts = uppercased(&listener);
+    check(texts.first().map(String::as_str) == Some("warm"), format!("the listener got {texts:?}"))
+}
+
 /// A broker restart loses what its non-durable queues held, as RabbitMQ does for lymph's queues;
 /// the clients reconnect and re-subscribe, and events emitted afterwards arrive.
 #[lymph::test(seeds = 4)]
