@@ -11,8 +11,8 @@ use lymph_core::{Container, ContainerBuilder, Error};
 use tokio::sync::Notify;
 
 use crate::sim::{
-    DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, MessageFault, MessageFaults, SimEvents, SimHost, SimRegistry, SimRpc,
-    SimWebNetwork,
+    DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, HEARTBEAT_INTERVAL, MessageFault, MessageFaults, SESSION_TIMEOUT,
+    SimEvents, SimHost, SimRegistry, SimRpc, SimWebNetwork,
 };
 use crate::{Entry, Timeline, seed};
 
@@ -24,6 +24,10 @@ pub const BROKER_HOST: &str = "broker";
 pub const TEST_HOST: &str = "test";
 /// The port service containers bind in the simulator.
 pub const SERVICE_PORT: u16 = 4000;
+
+/// How long [`World::expire_session`] cuts a host off from the registry: the session timeout,
+/// and two heartbeats for the registry to notice.
+pub(crate) const SESSION_EXPIRY: Duration = SESSION_TIMEOUT.saturating_add(HEARTBEAT_INTERVAL.saturating_mul(2));
 
 /// Makes the container of a service host: its interfaces and settings. The world adds the
 /// simulated backends and a seed. Called again each time the host restarts.
@@ -324,9 +328,16 @@ impl World {
     /// link; the host reconnects, finds its session expired, and registers again on a new one.
     /// A shorter partition from the registry leaves the session alive: the host resumes it.
     pub async fn expire_session(&self, host: &str) {
-        self.partition(host, REGISTRY_HOST);
-        tokio::time::sleep(crate::sim::SESSION_TIMEOUT + crate::sim::HEARTBEAT_INTERVAL * 2).await;
+        self.cut_off_session(host);
+        tokio::time::sleep(SESSION_EXPIRY).await;
         self.repair(host, REGISTRY_HOST);
+    }
+
+    /// The first half of [`expire_session`](World::expire_session): notes it and cuts `host` off
+    /// from the registry, to be repaired [`SESSION_EXPIRY`] later.
+    pub(crate) fn cut_off_session(&self, host: &str) {
+        self.note("fault", format!("expire session {host}"));
+        self.partition(host, REGISTRY_HOST);
     }
 }
 
