@@ -40,6 +40,10 @@ pub const TRACING_TARGET: &str = "lymph";
 
 /// How long `stop` waits for in-flight requests and events to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping container that was registered keeps serving after it deregistered, before
+/// it drains: callers hear of the deregistration from the registry a moment after the container
+/// does, and the requests they sent before that are still on their way.
+const STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// One interface installed in a container, under a name and maybe a version.
 pub(crate) struct Installed {
@@ -124,6 +128,9 @@ pub(crate) struct Shared {
     host: HostInfo,
     pub(crate) log_levels: Option<Arc<dyn LogLevels>>,
     pub(crate) shutdown: Latch,
+    /// Set by `stop` once the container has deregistered and drained, just before its endpoint
+    /// closes: requests that arrive until then are still served.
+    closing: Latch,
     in_flight: InFlight,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) plugins: Plugins,
@@ -611,6 +618,7 @@ impl ContainerBuilder {
             metrics: crate::metrics::Metrics::default(),
             plugins: Plugins::new(self.plugins),
             shutdown: Latch::new(),
+            closing: Latch::new(),
             in_flight: InFlight::default(),
         });
         tokio::spawn(serve(shared.clone(), inbox));
@@ -798,14 +806,16 @@ impl Container {
         self.shared.metrics_series()
     }
 
-    /// Stops the container gracefully: deregisters it, stops consuming events, waits (up to 30 s)
-    /// for in-flight requests and events to finish, and releases its endpoint. Stopping twice does
-    /// nothing the second time.
+    /// Stops the container gracefully: stops consuming events, deregisters it, serves on for half
+    /// a second (the requests of callers that have not heard of the deregistration yet), waits (up
+    /// to 30 s) for in-flight requests and events to finish, and releases its endpoint. Stopping
+    /// twice does nothing the second time.
     pub async fn stop(&self) {
         let shared = &self.shared;
         if !shared.shutdown.set() {
             let mut registrations = std::mem::take(&mut *shared.registrations.lock().expect("registrations lock"));
             registrations.sort_by_key(|(namespace, _, _)| *namespace);
+            let registered = !registrations.is_empty();
             for (namespace, service, id) in registrations {
                 let unregistered = match namespace {
                     Namespace::Services => shared.registry.unregister(&service, &id).await,
@@ -814,6 +824,9 @@ impl Container {
                 if let Err(error) = unregistered {
                     tracing::warn!(target: TRACING_TARGET, %error, service, ?namespace, "could not unregister");
                 }
+            }
+            if registered {
+                tokio::time::sleep(STOP_GRACE).await;
             }
             for installed in shared.interfaces.values().flatten() {
                 let ctx = Context::new(shared.clone(), shared.new_id(), installed.config.clone());
@@ -833,6 +846,7 @@ impl Container {
                 tracing::warn!(target: TRACING_TARGET, "stopped with requests or events still in flight");
             }
             shared.plugins.each("on_stop", |plugin| plugin.on_stop());
+            shared.closing.set();
             shared.rpc.close().await;
             tracing::info!(target: TRACING_TARGET, endpoint = %shared.endpoint, "container stopped");
         }
@@ -921,12 +935,14 @@ impl Container {
     }
 }
 
-/// Receives messages: replies go to their waiting requests, requests to their interface.
+/// Receives messages: replies go to their waiting requests, requests to their interface. While
+/// the container stops, it serves on until the endpoint closes: callers that have not yet seen
+/// the container deregister still send it requests.
 async fn serve(shared: Arc<Shared>, mut inbox: Inbox) {
     loop {
         let incoming = tokio::select! {
             biased;
-            () = shared.shutdown.wait() => break,
+            () = shared.closing.wait() => break,
             incoming = inbox.recv() => match incoming {
                 Some(incoming) => incoming,
                 None => break,

@@ -41,6 +41,9 @@ impl<E: fmt::Debug> TestOutcome for Result<(), E> {
     }
 }
 
+/// turmoil's default range of message latencies (0 to 100 ms).
+const TURMOIL_LATENCY: (Duration, Duration) = (Duration::ZERO, Duration::from_millis(100));
+
 /// Runs a test body in simulated worlds, one per seed.
 ///
 /// `#[lymph::test]` expands to a call of this; it can also be used directly. The seed comes from
@@ -124,6 +127,12 @@ impl Runner {
     pub fn latency(mut self, min: Duration, max: Duration) -> Self {
         self.latency = Some((min, max));
         self
+    }
+
+    /// The range of every message's latency: as set by [`latency`](Runner::latency), else
+    /// turmoil's default.
+    fn latency_range(&self) -> (Duration, Duration) {
+        self.latency.unwrap_or(TURMOIL_LATENCY)
     }
 
     /// Runs `body` once per seed; panics (failing the test) with a replay line on the first failure.
@@ -244,7 +253,7 @@ impl Runner {
         });
         let mut deferred = Vec::new();
         let result = loop {
-            apply_commands(&mut sim, &world, &mut deferred);
+            apply_commands(&mut sim, &world, &mut deferred, self.latency_range());
             let step = sim.step();
             if let Some(broken) = world.broken_invariant(sim.elapsed()) {
                 break Err(broken);
@@ -279,7 +288,13 @@ impl Runner {
 /// Applies what the test body asked for since the last step. A crash or restart takes two steps:
 /// first the host is powered off, so its connections close in an order the seed fixes (see
 /// [`SimHost`](crate::sim::SimHost)), then, after one more step, turmoil stops its software.
-fn apply_commands(sim: &mut turmoil::Sim<'_>, world: &World, deferred: &mut Vec<Command>) {
+/// `latency` is the world's default latency range, which [`World::reset_latency`] restores.
+fn apply_commands(
+    sim: &mut turmoil::Sim<'_>,
+    world: &World,
+    deferred: &mut Vec<Command>,
+    latency: (Duration, Duration),
+) {
     for command in std::mem::take(deferred) {
         match command {
             Command::Crash(host) => sim.crash(host.as_str()),
@@ -300,6 +315,12 @@ fn apply_commands(sim: &mut turmoil::Sim<'_>, world: &World, deferred: &mut Vec<
                 });
             }
             Command::Latency { a, b, latency } => sim.set_link_latency(a.as_str(), b.as_str(), latency),
+            Command::Jitter { a, b, range } => {
+                // turmoil sets a link's range in two steps: both ends to the minimum, then the maximum.
+                let (min, max) = range.unwrap_or(latency);
+                sim.set_link_latency(a.as_str(), b.as_str(), min);
+                sim.set_link_max_message_latency(a.as_str(), b.as_str(), max);
+            }
             Command::Loss { a, b, rate } => sim.set_link_fail_rate(a.as_str(), b.as_str(), rate),
             Command::Crash(ref host) | Command::Restart(ref host) => {
                 let power = world.state.hosts.borrow().get(host).and_then(|c| c.power.borrow_mut().take());

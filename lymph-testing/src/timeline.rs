@@ -32,8 +32,9 @@ pub struct Entry {
     /// a host gave up waiting for the reply to a request it sent, an event step
     /// (`emit`, `deliver`, `ack`, `reject`, `retry`; on the broker, `publish` when it routes an
     /// event and `start` when it starts with fresh queues), a registry change (`register`,
-    /// `unregister`; `register-web`, `unregister-web` for web interfaces), a session change
-    /// (`connect`, `disconnect`), or a fault (`drop`, `duplicate`, `delay`, `fault`).
+    /// `unregister`; `register-web`, `unregister-web` for web interfaces), a connection or session
+    /// change (`connect`, `disconnect`; `session` when a registry session is resumed or expires),
+    /// or a fault (`drop`, `duplicate`, `delay`, `fault`).
     pub kind: String,
     /// What it concerns: an RPC subject, an event type, a service name.
     pub subject: String,

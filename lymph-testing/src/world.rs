@@ -11,8 +11,8 @@ use lymph_core::{Container, ContainerBuilder, Error};
 use tokio::sync::Notify;
 
 use crate::sim::{
-    DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, MessageFault, MessageFaults, SimEvents, SimHost, SimRegistry, SimRpc,
-    SimWebNetwork,
+    DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, HEARTBEAT_INTERVAL, MessageFault, MessageFaults, SESSION_TIMEOUT,
+    SimEvents, SimHost, SimRegistry, SimRpc, SimWebNetwork,
 };
 use crate::{Entry, Timeline, seed};
 
@@ -24,6 +24,10 @@ pub const BROKER_HOST: &str = "broker";
 pub const TEST_HOST: &str = "test";
 /// The port service containers bind in the simulator.
 pub const SERVICE_PORT: u16 = 4000;
+
+/// How long [`World::expire_session`] cuts a host off from the registry: the session timeout,
+/// and two heartbeats for the registry to notice.
+pub(crate) const SESSION_EXPIRY: Duration = SESSION_TIMEOUT.saturating_add(HEARTBEAT_INTERVAL.saturating_mul(2));
 
 /// Makes the container of a service host: its interfaces and settings. The world adds the
 /// simulated backends and a seed. Called again each time the host restarts.
@@ -52,12 +56,14 @@ impl HostControl {
     }
 }
 
-/// A change to the simulation that only the runner can make, between two steps.
+/// A change to the simulation that only the runner can make, between two steps. `Jitter` sets a
+/// link's latency range, `None` meaning the world's default range.
 pub(crate) enum Command {
     Start { host: String, factory: Factory, control: Rc<HostControl> },
     Crash(String),
     Restart(String),
     Latency { a: String, b: String, latency: Duration },
+    Jitter { a: String, b: String, range: Option<(Duration, Duration)> },
     Loss { a: String, b: String, rate: f64 },
 }
 
@@ -264,8 +270,9 @@ impl World {
         self.wait_started(host, &control).await
     }
 
-    /// Stops the container of `host` gracefully (deregister, stop consuming, drain) and waits
-    /// until it has stopped.
+    /// Stops the container of `host` gracefully (stop consuming, deregister, serve a moment for
+    /// callers that have not noticed, drain; see [`Container::stop`]) and waits until it has
+    /// stopped.
     ///
     /// # Errors
     ///
@@ -325,6 +332,26 @@ impl World {
         self.state.commands.borrow_mut().push_back(Command::Latency { a: a.to_owned(), b: b.to_owned(), latency });
     }
 
+    /// Makes the latency of the link between `a` and `b` (both ways) vary between `min` and `max`,
+    /// from the next step on: each message's latency is drawn from the run's seeded generator,
+    /// mostly close to `min` (turmoil draws it from an exponential distribution), never above
+    /// `max` (a `max` below `min` is taken as `min`). Messages of one connection still arrive in
+    /// the order they were sent; a message sent after a slow one waits for it.
+    pub fn set_jitter(&self, a: &str, b: &str, min: Duration, max: Duration) {
+        let max = max.max(min);
+        self.note("fault", format!("jitter {a} {b} {min:?}..{max:?}"));
+        let range = Some((min, max));
+        self.state.commands.borrow_mut().push_back(Command::Jitter { a: a.to_owned(), b: b.to_owned(), range });
+    }
+
+    /// Gives the link between `a` and `b` the world's default latency range back (see
+    /// [`Runner::latency`](crate::Runner::latency)), from the next step on: undoes
+    /// [`set_latency`](World::set_latency) and [`set_jitter`](World::set_jitter).
+    pub fn reset_latency(&self, a: &str, b: &str) {
+        self.note("fault", format!("latency {a} {b} reset"));
+        self.state.commands.borrow_mut().push_back(Command::Jitter { a: a.to_owned(), b: b.to_owned(), range: None });
+    }
+
     /// Sets the probability (0 to 1) that a message between `a` and `b` is lost, from the next
     /// step on. The simulated network has no retransmission: a lost message breaks its
     /// connection, which the backends notice and replace.
@@ -342,12 +369,20 @@ impl World {
     }
 
     /// Expires the registry session of `host`: cuts it off from the registry until the registry
-    /// has dropped the session (and with it the host's registrations), then heals the link; the
-    /// host reconnects and registers again.
+    /// has expired the session (and with it deleted the host's registrations), then heals the
+    /// link; the host reconnects, finds its session expired, and registers again on a new one.
+    /// A shorter partition from the registry leaves the session alive: the host resumes it.
     pub async fn expire_session(&self, host: &str) {
-        self.partition(host, REGISTRY_HOST);
-        tokio::time::sleep(crate::sim::SESSION_TIMEOUT + crate::sim::HEARTBEAT_INTERVAL * 2).await;
+        self.cut_off_session(host);
+        tokio::time::sleep(SESSION_EXPIRY).await;
         self.repair(host, REGISTRY_HOST);
+    }
+
+    /// The first half of [`expire_session`](World::expire_session): notes it and cuts `host` off
+    /// from the registry, to be repaired [`SESSION_EXPIRY`] later.
+    pub(crate) fn cut_off_session(&self, host: &str) {
+        self.note("fault", format!("expire session {host}"));
+        self.partition(host, REGISTRY_HOST);
     }
 }
 

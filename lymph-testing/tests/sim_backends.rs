@@ -337,8 +337,12 @@ fn registry_client_registers_again_after_a_partition() -> Result {
         Ok(())
     });
     run(&mut sim, |_| {})?;
-    let svc: Vec<String> = timeline.entries().into_iter().filter(|e| e.host == "svc").map(|e| e.kind).collect();
-    assert_eq!(svc, ["connect", "register", "disconnect", "connect", "register", "unregister"]);
+    let svc: Vec<(String, String)> =
+        timeline.entries().into_iter().filter(|e| e.host == "svc").map(|e| (e.kind, e.detail)).collect();
+    let kinds: Vec<&str> = svc.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["connect", "register", "disconnect", "connect", "session", "register", "unregister"]);
+    assert!(svc[4].1.contains("expired, new session"), "{:?}", svc[4]);
+    assert!(svc[5].1.ends_with("(again, new session)"), "{:?}", svc[5]);
     Ok(())
 }
 
@@ -415,10 +419,21 @@ fn web_registration_vanishes_with_its_session_and_comes_back_after_a_reconnect()
     let kinds: Vec<&str> = svc.iter().map(|(kind, _)| kind.as_str()).collect();
     assert_eq!(
         kinds,
-        ["connect", "register", "register-web", "disconnect", "connect", "register", "register-web", "unregister-web"]
+        [
+            "connect",
+            "register",
+            "register-web",
+            "disconnect",
+            "connect",
+            "session",
+            "register",
+            "register-web",
+            "unregister-web"
+        ]
     );
     assert_eq!(svc[2].1, "id=aaaa http=svc:4080");
-    assert_eq!(svc[6].1, "id=aaaa http=svc:4080 (again, new session)");
+    assert!(svc[5].1.contains("expired, new session"), "{:?}", svc[5]);
+    assert_eq!(svc[7].1, "id=aaaa http=svc:4080 (again, new session)");
     Ok(())
 }
 

@@ -98,6 +98,37 @@ async fn latency_slows_calls_down(world: World) -> Result {
     check(started.elapsed() >= Duration::from_secs(3), format!("the call took only {:?}", started.elapsed()))
 }
 
+/// Jitter on a link makes the latency of each message over it vary between the two bounds: with
+/// 50 to 500 ms each way, the round trips of calls over it spread between 100 ms and 1 s, each
+/// call its own (and, for a given seed, the same on every run).
+#[lymph::test(seeds = 4)]
+async fn jitter_spreads_call_latencies_between_its_bounds(world: World) -> Result {
+    world.start("echo-1", || Container::builder().interface(Echo::default())).await?;
+    let client = world.client().await?;
+    let echo: EchoClient = client.client();
+    echo.echo("warm".to_owned()).await?;
+    world.set_jitter("test", "echo-1", Duration::from_millis(50), Duration::from_millis(500));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut took = Vec::new();
+    for i in 0..30 {
+        let started = tokio::time::Instant::now();
+        echo.echo(format!("{i}")).await?;
+        took.push(started.elapsed());
+    }
+    let fastest = took.iter().min().copied().unwrap_or_default();
+    let slowest = took.iter().max().copied().unwrap_or_default();
+    check(fastest >= Duration::from_millis(100), format!("a call took only {fastest:?}: {took:?}"))?;
+    check(slowest <= Duration::from_millis(1050), format!("a call took {slowest:?}: {took:?}"))?;
+    check(slowest - fastest >= Duration::from_millis(100), format!("the call latencies hardly vary: {took:?}"))?;
+    world.reset_latency("test", "echo-1");
+    // Messages sent before the reset arrive first, up to 500 ms later.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let started = tokio::time::Instant::now();
+    echo.echo("reset".to_owned()).await?;
+    let reset = started.elapsed();
+    check(reset < Duration::from_millis(210), format!("a call took {reset:?} after the reset"))
+}
+
 /// Message loss breaks connections; calls fail while it lasts, and the client recovers once the
 /// link is clean again.
 #[lymph::test(seeds = 4)]
@@ -121,8 +152,20 @@ async fn calls_recover_after_message_loss(world: World) -> Result {
     check(answered, "echo did not answer after the loss stopped")
 }
 
+/// The `session` entries of the timeline: `(host, subject, detail)`.
+fn session_entries(world: &World) -> Vec<(String, String, String)> {
+    world
+        .timeline()
+        .entries()
+        .into_iter()
+        .filter(|e| e.kind == "session")
+        .map(|e| (e.host, e.subject, e.detail))
+        .collect()
+}
+
 /// An expired registry session removes the host's instances; other clients route to the other
-/// instance until it reconnects and registers again.
+/// instance until it reconnects and registers again. The timeline shows the registry expiring the
+/// session and the host finding it expired and getting a new one.
 #[lymph::test(seeds = 4)]
 async fn an_expired_session_deregisters_until_the_host_registers_again(world: World) -> Result {
     let talk = talk::start(&world).await?;
@@ -136,7 +179,174 @@ async fn an_expired_session_deregisters_until_the_host_registers_again(world: Wo
     world.repair("echo-1", "registry");
     tokio::time::sleep(Duration::from_secs(3)).await;
     calls(&echo, 40).await;
-    check(talk.echoes[0].served() > before, "echo-1 was not chosen again after it registered again")
+    check(talk.echoes[0].served() > before, "echo-1 was not chosen again after it registered again")?;
+    let sessions = session_entries(&world);
+    let expired = |(host, subject, detail): &(String, String, String)| {
+        host == "registry" && subject == "echo-1" && detail.starts_with("expired session")
+    };
+    let renewed = |(host, subject, detail): &(String, String, String)| {
+        host == "echo-1" && subject == "registry" && detail.contains("expired, new session")
+    };
+    check(sessions.iter().any(expired), format!("the registry did not expire echo-1's session: {sessions:?}"))?;
+    check(sessions.iter().any(renewed), format!("echo-1 did not get a new session: {sessions:?}"))
+}
+
+/// A partition between a host and the registry that is shorter than the time the host takes to
+/// notice a silent connection (two thirds of the session timeout) still breaks the connection
+/// (the host pings every 500 ms, and the simulated network does not retransmit), but not the
+/// session: the host connects again and resumes its session before the registry expires it, as a
+/// ZooKeeper client does. Its registrations never vanish: another client sees both echo instances
+/// throughout, and the timeline shows echo-1 dropping its connection and resuming its session.
+#[lymph::test(seeds = 4)]
+async fn a_short_registry_partition_keeps_the_session(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    calls(&echo, 4).await;
+    check(talk.client.lookup("echo").await?.len() == 2, "the client does not see both echo instances")?;
+    world.partition("echo-1", "registry");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    world.repair("echo-1", "registry");
+    // Well past the session timeout: an expiry would have shown by then.
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < until {
+        let seen = talk.client.lookup("echo").await?.len();
+        check(seen == 2, format!("the client saw {seen} echo instances after the partition"))?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = talk.echoes[0].served();
+    check(calls(&echo, 20).await == 0, "calls failed after the partition")?;
+    check(talk.echoes[0].served() > before, "echo-1 was not chosen after the partition")?;
+    let echo_1: Vec<(String, String)> = world
+        .timeline()
+        .entries()
+        .into_iter()
+        .filter(|e| e.host == "echo-1" && e.subject == "registry")
+        .map(|e| (e.kind, e.detail))
+        .collect();
+    let kinds: Vec<&str> = echo_1.iter().map(|(kind, _)| kind.as_str()).collect();
+    check(
+        kinds == ["connect", "disconnect", "connect", "session"],
+        format!("echo-1's registry connection: {echo_1:?}"),
+    )?;
+    check(echo_1[3].1.starts_with("resumed session"), format!("echo-1 did not resume its session: {echo_1:?}"))?;
+    let sessions = session_entries(&world);
+    check(sessions.len() == 1, format!("a session other than echo-1's changed: {sessions:?}"))
+}
+
+/// A graceful stop of a service host ([`World::stop`]) deregisters it first, then keeps serving a
+/// moment for callers that have not heard of that yet and lets the requests it is handling finish
+/// before it closes its endpoint: callers move to the other instance, and no request fails, not
+/// even those made while it stops.
+#[lymph::test(seeds = 4)]
+async fn a_graceful_stop_fails_no_request(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    check(calls(&echo, 10).await == 0, "calls failed before the stop")?;
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        world.stop("echo-1").await
+    };
+    let (failed, stopped) = tokio::join!(calls(&echo, 40), stop);
+    stopped?;
+    check(failed == 0, format!("{failed} of 40 calls failed while echo-1 stopped"))?;
+    let before = talk.echoes[0].served();
+    check(calls(&echo, 20).await == 0, "calls failed after the stop")?;
+    check(talk.echoes[0].served() == before, "the stopped instance served requests")?;
+    let entries = world.timeline().entries();
+    let stop_at = entries.iter().position(|e| e.kind == "fault" && e.detail == "stop echo-1");
+    let first_unregister = entries.iter().position(|e| e.host == "echo-1" && e.kind == "unregister");
+    check(
+        matches!((stop_at, first_unregister), (Some(stop), Some(unregister)) if stop < unregister),
+        "echo-1 did not unregister after the stop began",
+    )
+}
+
+/// A client cut off from the registry keeps calling the instances it already knows: RPC does not
+/// go through the registry. Here echo-1 is cut off too, for longer than the session timeout, so
+/// the registry expires its session and deletes its registration; the client, which cannot hear
+/// of that, keeps calling echo-1 and is answered. After the repair echo-1 registers again and
+/// the client sees the registry's view again.
+#[lymph::test(seeds = 4)]
+async fn a_client_cut_off_from_the_registry_keeps_calling_known_instances(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    check(calls(&echo, 10).await == 0, "calls failed before the partition")?;
+    world.partition("test", "registry");
+    world.partition("echo-1", "registry");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let expired = session_entries(&world)
+        .iter()
+        .any(|(host, subject, detail)| host == "registry" && subject == "echo-1" && detail.starts_with("expired"));
+    check(expired, "the registry did not expire echo-1's session")?;
+    let before = talk.echoes[0].served();
+    check(calls(&echo, 20).await == 0, "calls failed while the client was cut off from the registry")?;
+    check(talk.echoes[0].served() > before, "the client stopped calling echo-1, which it still knows")?;
+    world.repair("test", "registry");
+    world.repair("echo-1", "registry");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    check(talk.client.lookup("echo").await?.len() == 2, "the client does not see both echo instances again")?;
+    check(calls(&echo, 20).await == 0, "calls failed after the repair")
+}
+
+/// A listener cut off from the broker misses nothing: the events published meanwhile wait in its
+/// queue on the broker, and once the partition is repaired the listener connects again,
+/// subscribes again and gets them all.
+#[lymph::test(seeds = 4)]
+async fn a_listener_cut_off_from_the_broker_gets_the_events_after_the_repair(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    let echo: EchoClient = talk.client.client();
+    echo.upper("before".to_owned()).await?;
+    let listener = talk.listener.clone();
+    eventually("the first event", Duration::from_secs(5), || uppercased(&listener).len() == 1).await?;
+    // Its ack reaches the broker (an unacknowledged delivery would be delivered again).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    world.partition("listener", "broker");
+    echo.upper("during-1".to_owned()).await?;
+    echo.upper("during-2".to_owned()).await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let texts = uppercased(&talk.listener);
+    check(texts == ["before"], format!("the listener got {texts:?} while cut off from the broker"))?;
+    world.repair("listener", "broker");
+    let listener = talk.listener.clone();
+    eventually("the queued events", Duration::from_secs(10), || uppercased(&listener).len() >= 3).await?;
+    let mut texts = uppercased(&talk.listener);
+    texts.sort();
+    check(texts == ["before", "during-1", "during-2"], format!("the listener got {texts:?}"))
+}
+
+/// A service cut off from the broker cannot publish: its emit waits for the broker (the
+/// connection breaks, the service connects again after the repair and publishes the unconfirmed
+/// event again), so the request that emits is answered only after the repair, and its event
+/// reaches the listener.
+#[lymph::test(seeds = 4)]
+async fn an_emit_cut_off_from_the_broker_is_published_after_the_repair(world: World) -> Result {
+    let echo_1 = Echo::default();
+    let factory_echo = echo_1.clone();
+    world.start("echo-1", move || Container::builder().interface(factory_echo.clone())).await?;
+    let listener = Listener::default();
+    let factory_listener = listener.clone();
+    world.start("listener", move || Container::builder().interface(factory_listener.clone())).await?;
+    let client = world.client().await?;
+    let echo: EchoClient = client.client();
+    echo.upper("warm".to_owned()).await?;
+    world.partition("echo-1", "broker");
+    let started = tokio::time::Instant::now();
+    let repair = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        world.repair("echo-1", "broker");
+    };
+    let patient = client.proxy("echo").timeout(Duration::from_secs(10));
+    let body = lymph::Value::map([("text", "late")]);
+    let call = patient.call::<String, _>("upper", &body);
+    let (reply, ()) = tokio::join!(call, repair);
+    check(reply? == "LATE", "upper answered something else")?;
+    let waited = started.elapsed();
+    check(waited >= Duration::from_secs(3), format!("the call was answered after {waited:?}, before the repair"))?;
+    let listener_seen = listener.clone();
+    eventually("the late event", Duration::from_secs(5), || uppercased(&listener_seen).contains(&"late".to_owned()))
+        .await?;
+    let texts = uppercased(&listener);
+    check(texts.first().map(String::as_str) == Some("warm"), format!("the listener got {texts:?}"))
 }
 
 /// A broker restart loses what its non-durable queues held, as RabbitMQ does for lymph's queues;

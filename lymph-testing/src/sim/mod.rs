@@ -12,15 +12,21 @@
 //!
 //! # Sessions
 //!
-//! The registry and broker clients hold one TCP connection each (a session). The client sends a
-//! ping every [`HEARTBEAT_INTERVAL`]; either side drops a connection on which nothing arrived
-//! for [`SESSION_TIMEOUT`] (turmoil does not retransmit, so a partition leaves a connection
-//! silent for good). When a session ends, the server undoes what the session owned: its
-//! registrations (ephemeral nodes) and its consumers, whose unsettled deliveries go back to their
-//! queues. The client reconnects every [`RECONNECT_BACKOFF`], then registers again what it had
-//! registered, re-establishes its watches and re-subscribes its subscriptions; the receivers it
-//! handed out earlier keep working. Calls made while it is disconnected wait for the connection,
-//! up to [`REQUEST_TIMEOUT`].
+//! The registry and broker clients hold one TCP connection each. The client sends a ping every
+//! [`HEARTBEAT_INTERVAL`] and drops a connection on which nothing arrived for too long (turmoil
+//! does not retransmit, so a partition leaves a connection silent for good), then reconnects
+//! every [`RECONNECT_BACKOFF`]; the receivers it handed out earlier keep working. Calls made
+//! while it is disconnected wait for the connection, up to [`REQUEST_TIMEOUT`].
+//!
+//! - Broker (as RabbitMQ): the connection is the session. The broker drops a connection on which
+//!   nothing arrived for [`SESSION_TIMEOUT`] and cancels its consumers, whose unsettled
+//!   deliveries go back to their queues; the client re-subscribes its subscriptions on the next
+//!   connection.
+//! - Registry (as ZooKeeper): the session outlives its connection. The client drops a silent
+//!   connection after two thirds of [`SESSION_TIMEOUT`] and resumes its session on the next one,
+//!   keeping its registrations (ephemeral nodes) and watches. The registry expires a session it
+//!   has heard nothing from for [`SESSION_TIMEOUT`] and deletes its registrations; the client then
+//!   gets a new session and registers and watches again what it had. See [`SimRegistry`].
 //!
 //! All timing uses `tokio::time`, every `select!` is `biased`, and all maps are ordered, so a
 //! simulation with a fixed seed replays exactly.
@@ -49,7 +55,8 @@ pub const DEFAULT_BROKER_PORT: u16 = 5672;
 
 /// How often a session client pings its server, and RPC connections send keepalives.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
-/// How long a connection may stay silent before it is considered dead.
+/// How long a connection may stay silent before it is considered dead; how long the registry
+/// keeps a session it hears nothing from.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a session client waits between connection attempts.
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);

@@ -192,14 +192,23 @@ impl<In: Send + 'static> Link<In> {
 pub(crate) struct Liveness {
     last_rx: Instant,
     tick: tokio::time::Interval,
+    /// How long the peer may stay silent.
+    silence: Duration,
+    /// Whether silence is noticed the moment it has lasted `silence`, rather than at the next tick.
+    exact: bool,
 }
 
 impl Liveness {
-    /// Starts counting now.
+    /// Starts counting now; silence longer than [`SESSION_TIMEOUT`] is noticed at the next tick.
     pub(crate) fn new() -> Self {
         let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Self { last_rx: Instant::now(), tick }
+        Self { last_rx: Instant::now(), tick, silence: SESSION_TIMEOUT, exact: false }
+    }
+
+    /// Starts counting now; silence is noticed as soon as it has lasted `silence`.
+    pub(crate) fn exact(silence: Duration) -> Self {
+        Self { silence, exact: true, ..Self::new() }
     }
 
     /// Something arrived from the peer.
@@ -207,11 +216,20 @@ impl Liveness {
         self.last_rx = Instant::now();
     }
 
-    /// Waits for the next tick; true when the peer has been silent for longer than
-    /// [`SESSION_TIMEOUT`], so the connection is to be dropped.
+    /// Waits for the next tick (time to ping) or, when exact, for the end of the allowed silence;
+    /// true when the peer has been silent for too long, so the connection is to be dropped.
     pub(crate) async fn tick(&mut self) -> bool {
-        self.tick.tick().await;
-        self.last_rx.elapsed() > SESSION_TIMEOUT
+        if self.exact {
+            let deadline = self.last_rx + self.silence;
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(deadline) => true,
+                _ = self.tick.tick() => false,
+            }
+        } else {
+            self.tick.tick().await;
+            self.last_rx.elapsed() > self.silence
+        }
     }
 }
 
@@ -248,18 +266,39 @@ pub(crate) trait Session: Send + 'static {
 
     /// The encoded ping message.
     fn ping() -> Vec<u8>;
-    /// A connection is up: replay the session state onto it.
+    /// How the client notices that its connection is dead (default: [`Liveness::new`]).
+    fn liveness() -> Liveness {
+        Liveness::new()
+    }
+    /// A connection is up: the first thing sent on it (default: nothing). Until
+    /// [`ready`](Session::ready) says so, commands wait and [`connected`](Session::connected) is
+    /// not called.
+    fn opened(&mut self, _out: &Out) {}
+    /// Whether the current connection is ready for commands (default: as soon as it is up).
+    fn ready(&self) -> bool {
+        true
+    }
+    /// The connection is ready: replay the session state onto it.
     fn connected(&mut self, out: &Out);
     /// A command: handle it on `out` when connected, or give it back to be queued until then.
     fn command(&mut self, command: Self::Command, out: Option<&Out>) -> Option<Self::Command>;
     /// A message from the server.
     fn message(&mut self, message: Self::In, out: &Out);
-    /// The connection is gone: fail what was in flight.
+    /// The connection is gone: fail (or keep for the next connection) what was in flight.
     fn disconnected(&mut self);
+    /// Whether the session is saying goodbye: it keeps running, once its commands have ended,
+    /// until [`done`](Session::done) (default: never).
+    fn closing(&self) -> bool {
+        false
+    }
+    /// Whether the session has finished: the driver returns (default: never).
+    fn done(&self) -> bool {
+        false
+    }
 }
 
-/// Runs a session client until its command channel closes or `me` is powered off: connect,
-/// serve, reconnect.
+/// Runs a session client until its command channel closes (and the session is not saying
+/// goodbye), the session is done, or `me` is powered off: connect, serve, reconnect.
 pub(crate) async fn drive<S: Session>(
     mut session: S,
     (host, port): (String, u16),
@@ -270,8 +309,10 @@ pub(crate) async fn drive<S: Session>(
     let me_name = me.name().to_owned();
     let mut queued: VecDeque<S::Command> = VecDeque::new();
     let mut connects = 0u64;
+    // Whether commands can still arrive.
+    let mut open = true;
     loop {
-        if me.is_down() {
+        if me.is_down() || session.done() {
             return;
         }
         let connected = tokio::time::timeout(SESSION_TIMEOUT, TcpStream::connect((host.as_str(), port))).await;
@@ -282,15 +323,23 @@ pub(crate) async fn drive<S: Session>(
                 timeline.record(Entry::now(&me_name, "connect", S::NAME).detail(detail));
                 let mut link = Link::new(stream, format!("{host}:{port}"), read_serde::<S::In>, me.down());
                 let out = Out(link.tx.clone());
-                session.connected(&out);
-                while let Some(command) = queued.pop_front() {
-                    if let Some(command) = session.command(command, Some(&out)) {
-                        queued.push_front(command);
-                        break;
-                    }
-                }
-                let mut liveness = Liveness::new();
+                session.opened(&out);
+                let mut ready = false;
+                let mut liveness = S::liveness();
                 let reason = loop {
+                    if !ready && session.ready() {
+                        ready = true;
+                        session.connected(&out);
+                        while let Some(command) = queued.pop_front() {
+                            if let Some(command) = session.command(command, Some(&out)) {
+                                queued.push_front(command);
+                                break;
+                            }
+                        }
+                    }
+                    if session.done() {
+                        return;
+                    }
                     tokio::select! {
                         biased;
                         message = link.rx.recv() => match message {
@@ -300,13 +349,19 @@ pub(crate) async fn drive<S: Session>(
                             }
                             None => break "connection closed",
                         },
-                        command = commands.recv() => match command {
-                            Some(command) => {
+                        command = commands.recv(), if open => match command {
+                            Some(command) if ready => {
                                 if let Some(command) = session.command(command, Some(&out)) {
                                     queued.push_back(command);
                                 }
                             }
-                            None => return,
+                            Some(command) => queued.push_back(command),
+                            None => {
+                                open = false;
+                                if !session.closing() {
+                                    return;
+                                }
+                            }
                         },
                         silent = liveness.tick() => {
                             if silent {
@@ -328,15 +383,23 @@ pub(crate) async fn drive<S: Session>(
         let backoff = tokio::time::sleep(RECONNECT_BACKOFF);
         tokio::pin!(backoff);
         loop {
+            if session.done() {
+                return;
+            }
             tokio::select! {
                 biased;
-                command = commands.recv() => match command {
+                command = commands.recv(), if open => match command {
                     Some(command) => {
                         if let Some(command) = session.command(command, None) {
                             queued.push_back(command);
                         }
                     }
-                    None => return,
+                    None => {
+                        open = false;
+                        if !session.closing() {
+                            return;
+                        }
+                    }
                 },
                 () = &mut backoff => break,
             }
