@@ -164,6 +164,34 @@ async fn once_gets_one_event() -> Result {
     Ok(())
 }
 
+/// A broadcast queue goes with its consumer, and so do the deliveries it had not settled: the
+/// observer hears of each event lost with it. A once queue whose one delivery was acked loses
+/// nothing.
+#[tokio::test]
+async fn events_lost_with_an_auto_delete_queue_are_reported() -> Result {
+    let events = MemoryEvents::new();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observed = seen.clone();
+    events.on_auto_delete(move |queue, lost| {
+        let lost: Vec<i64> = lost.iter().map(|e| e.body.as_i64().unwrap_or(-1)).collect();
+        observed.lock().unwrap().push((queue.to_owned(), lost));
+    });
+    let broadcast = events.subscribe(Subscription { broadcast: true, ..sub("ws", &["done"]) }).await?;
+    let mut once = events.subscribe(Subscription { once: true, ..sub("waiter", &["done"]) }).await?;
+    for i in 1..=3 {
+        events.emit(event("done", i), Duration::ZERO).await?;
+    }
+    let got = once.recv().await.expect("one delivery");
+    assert_eq!(n(&got), 1);
+    got.acker.ack().await?;
+    drop(broadcast);
+    assert_eq!(events.queues(), Vec::<String>::new());
+    let seen = seen.lock().unwrap().clone();
+    let ws = |n: i64| ("ws-1".to_owned(), vec![n]);
+    assert_eq!(seen, [ws(1), ws(2), ws(3)]);
+    Ok(())
+}
+
 #[tokio::test]
 async fn events_wait_in_a_queue_without_consumer() -> Result {
     let events = MemoryEvents::new();

@@ -228,12 +228,23 @@ pub fn deliveries_at_most(timeline: &Timeline, max: usize) -> Result<(), Violati
     Ok(())
 }
 
-/// An event that did not reach a queue because the broker restarted (or crashed and started
-/// again) between routing it and delivering it: the broker's queues are not durable, as lymph
-/// declares them on RabbitMQ, so this is expected rather than a violation. See
-/// [`every_event_delivered`].
+/// Why an event the broker routed to a queue never left it, in one of the two ways lymph's design
+/// allows (see [`every_event_delivered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossCause {
+    /// The broker restarted (or crashed and started again) first: lymph's queues are not
+    /// durable, so a RabbitMQ restart loses what they hold.
+    BrokerRestart,
+    /// Its queue was a broadcast or once queue (auto-delete), deleted when its last consumer went
+    /// away, e.g. with a crashed or partitioned host: the events waiting in it, or delivered to
+    /// it and not settled, go with it.
+    QueueDeleted,
+}
+
+/// An event that never left a queue it was routed to, because the broker restarted or the queue
+/// was deleted: expected in lymph's design rather than a violation. See [`every_event_delivered`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LostInBrokerRestart {
+pub struct LostEvent {
     /// The event type.
     pub event_type: String,
     /// The event's trace id, when it had one.
@@ -242,20 +253,26 @@ pub struct LostInBrokerRestart {
     pub queue: String,
     /// When the broker routed it (its `publish` entry).
     pub published: Duration,
-    /// When the broker started again with fresh queues (its next `start` entry).
-    pub restarted: Duration,
+    /// When it was lost: the broker's next `start`, or the queue's `discard` entry for it.
+    pub lost: Duration,
+    /// How it was lost.
+    pub cause: LossCause,
 }
 
-impl fmt::Display for LostInBrokerRestart {
+impl fmt::Display for LostEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = match self.cause {
+            LossCause::BrokerRestart => "in the broker restart",
+            LossCause::QueueDeleted => "with its queue, deleted with its last consumer,",
+        };
         write!(
             f,
-            "{} event for queue {} (trace {}) published at {:.3}s, lost in the broker restart at {:.3}s",
+            "{} event for queue {} (trace {}) published at {:.3}s, lost {how} at {:.3}s",
             self.event_type,
             self.queue,
             self.trace_id.as_deref().unwrap_or("-"),
             self.published.as_secs_f64(),
-            self.restarted.as_secs_f64()
+            self.lost.as_secs_f64()
         )
     }
 }
@@ -276,26 +293,60 @@ fn same_queue(queue: &str, delivered: &str) -> bool {
 /// event was lost on the way, e.g. by a dropped event
 /// ([`MessageFault`](crate::sim::MessageFault) of kind `EVENT`).
 ///
-/// An event not delivered to a queue before the broker started again (a later `start` entry
-/// of the same broker host) is not a violation: the restart lost it, as RabbitMQ loses what its
-/// non-durable queues hold. Such losses are returned, so a test can assert them.
+/// Two losses are not violations, because lymph's design allows them, and are returned instead so
+/// a test can assert them ([`LostEvent`]):
+/// - an event not delivered from a queue before the broker started again (a later `start` entry
+///   of the same broker host): the restart lost it, as RabbitMQ loses what its non-durable queues
+///   hold;
+/// - an event lost with a broadcast or once queue (a `discard` entry of the broker for it): the
+///   queue is deleted with its last consumer, as RabbitMQ deletes auto-delete queues, with the
+///   events waiting in it and those its consumer had not settled (which count as lost, even if
+///   they were delivered).
 ///
-/// Events are told apart by type and trace id (as in [`deliveries_at_most`]); each delivery
-/// counts for one routing of its event, in order, so an event routed twice needs two deliveries.
-/// Run this once the run has settled: an event still on its way counts as not delivered. Events
-/// left in a broadcast or once queue deleted with its consumer also count as not delivered.
+/// Events are told apart by type and trace id (as in [`deliveries_at_most`]); each delivery or
+/// discard counts for one routing of its event, in order, so an event routed twice needs two.
+/// Run this once the run has settled: an event still on its way counts as not delivered.
 ///
 /// # Errors
 ///
-/// The first event routed to a queue and never delivered from it, without a broker restart in
-/// between.
-pub fn every_event_delivered(timeline: &Timeline) -> Result<Vec<LostInBrokerRestart>, Violation> {
+/// The first event routed to a queue and never delivered from it, neither discarded with it nor
+/// lost in a broker restart.
+pub fn every_event_delivered(timeline: &Timeline) -> Result<Vec<LostEvent>, Violation> {
     let entries = timeline.entries();
     let mut used = vec![false; entries.len()];
     let mut lost = Vec::new();
     for (i, published) in entries.iter().enumerate().filter(|(_, e)| e.kind == "publish") {
         let Some(queues) = published.detail.strip_prefix("queues=") else { continue };
         for queue in queues.split(',').filter(|q| !q.is_empty()) {
+            let loss = |lost: &Entry, cause| LostEvent {
+                event_type: published.subject.clone(),
+                trace_id: published.trace_id.clone(),
+                queue: queue.to_owned(),
+                published: published.time,
+                lost: lost.time,
+                cause,
+            };
+            let restart = entries
+                .iter()
+                .skip(i + 1)
+                .position(|e| e.kind == "start" && e.subject == "broker" && e.host == published.host)
+                .map_or(entries.len(), |at| at + i + 1);
+            // A discard names the broker's queue exactly, while a delivery names the queue as its
+            // consumer subscribed it, which all broadcast queues of one handler share: look for
+            // the discard first, so another instance's delivery is not taken for this queue's.
+            let discard = entries.iter().enumerate().take(restart).skip(i + 1).find(|(j, e)| {
+                !used[*j]
+                    && e.kind == "discard"
+                    && e.host == published.host
+                    && e.subject == published.subject
+                    && e.trace_id == published.trace_id
+                    && e.detail.split_whitespace().any(|w| w.strip_prefix("queue=") == Some(queue))
+            });
+            if let Some((j, discarded)) = discard {
+                used[j] = true;
+                lost.push(loss(discarded, LossCause::QueueDeleted));
+                continue;
+            }
             let delivery = entries.iter().enumerate().skip(i + 1).find(|(j, e)| {
                 !used[*j]
                     && e.kind == "deliver"
@@ -310,18 +361,8 @@ pub fn every_event_delivered(timeline: &Timeline) -> Result<Vec<LostInBrokerRest
                 used[j] = true;
                 continue;
             }
-            let restart = entries
-                .iter()
-                .skip(i + 1)
-                .find(|e| e.kind == "start" && e.subject == "broker" && e.host == published.host);
-            match restart {
-                Some(restart) => lost.push(LostInBrokerRestart {
-                    event_type: published.subject.clone(),
-                    trace_id: published.trace_id.clone(),
-                    queue: queue.to_owned(),
-                    published: published.time,
-                    restarted: restart.time,
-                }),
+            match entries.get(restart) {
+                Some(restarted) => lost.push(loss(restarted, LossCause::BrokerRestart)),
                 None => {
                     let message =
                         format!("{} event published to queue {queue} was never delivered from it", published.subject);

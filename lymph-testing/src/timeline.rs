@@ -31,10 +31,11 @@ pub struct Entry {
     /// What happened: an RPC message kind (`REQ`, `REP`, `ACK`, `NACK`, `ERROR`), `timeout` when
     /// a host gave up waiting for the reply to a request it sent, an event step
     /// (`emit`, `deliver`, `ack`, `reject`, `retry`; on the broker, `publish` when it routes an
-    /// event and `start` when it starts with fresh queues), a registry change (`register`,
+    /// event, `discard` when an event is lost with a broadcast or once queue deleted with its last
+    /// consumer, and `start` when it starts with fresh queues), a registry change (`register`,
     /// `unregister`; `register-web`, `unregister-web` for web interfaces), a connection or session
     /// change (`connect`, `disconnect`; `session` when a registry session is resumed or expires),
-    /// or a fault (`drop`, `duplicate`, `delay`, `fault`).
+    /// a broken user invariant (`invariant`), or a fault (`drop`, `duplicate`, `delay`, `fault`).
     pub kind: String,
     /// What it concerns: an RPC subject, an event type, a service name.
     pub subject: String,

@@ -154,7 +154,14 @@ fn print_checks(timeline: &lymph::testing::Timeline) {
     println!("  no_reply_after_give_up:        {}", verdict(check::no_reply_after_give_up(timeline)));
     let events = match check::every_event_delivered(timeline) {
         Ok(lost) if lost.is_empty() => "ok".to_owned(),
-        Ok(lost) => format!("ok, but {} lost in broker restarts (lymph's queues are not durable)", lost.len()),
+        Ok(lost) => {
+            let restarts = lost.iter().filter(|l| l.cause == check::LossCause::BrokerRestart).count();
+            format!(
+                "ok, but lost by lymph's design: {restarts} in broker restarts (queues are not durable), {} with \
+                 broadcast or once queues deleted with their consumer",
+                lost.len() - restarts
+            )
+        }
         Err(violation) => format!("VIOLATED: {violation}"),
     };
     println!("  every_event_delivered:         {events}");

@@ -44,13 +44,27 @@ impl Queue {
     }
 }
 
-#[derive(Debug, Default)]
+/// Called with the name and the waiting events of each auto-delete queue the broker removes.
+type DeletionObserver = Arc<dyn Fn(&str, Vec<Event>) + Send + Sync>;
+
+#[derive(Default)]
 struct Broker {
     queues: BTreeMap<String, Queue>,
     /// The counter that makes broadcast and once queue names unique.
     last_unique: u64,
     /// The sequence number of the last event put into a queue.
     last_seq: u64,
+    on_delete: Option<DeletionObserver>,
+}
+
+impl fmt::Debug for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broker")
+            .field("queues", &self.queues)
+            .field("last_unique", &self.last_unique)
+            .field("last_seq", &self.last_seq)
+            .finish_non_exhaustive()
+    }
 }
 
 type Outgoing = Vec<(mpsc::UnboundedSender<Delivery>, Delivery)>;
@@ -58,14 +72,27 @@ type Outgoing = Vec<(mpsc::UnboundedSender<Delivery>, Delivery)>;
 impl Broker {
     /// Drops consumers that went away and auto-delete queues left without consumers.
     fn prune(&mut self) {
+        let mut deleted = Vec::new();
         self.queues.retain(|name, queue| {
             queue.prune();
             let keep = !(queue.auto_delete && queue.consumers.is_empty());
             if !keep {
-                tracing::debug!(queue = %name, dropped = queue.ready.len(), "auto-delete queue removed");
+                deleted.push((name.clone(), std::mem::take(&mut queue.ready)));
             }
             keep
         });
+        for (name, ready) in deleted {
+            self.deleted(&name, ready);
+        }
+    }
+
+    /// Events are lost with an auto-delete queue: those waiting in it when it was removed, or one
+    /// released back to it (an unsettled delivery) after that.
+    fn deleted(&self, name: &str, ready: VecDeque<(u64, Event)>) {
+        tracing::debug!(queue = %name, dropped = ready.len(), "auto-delete queue removed");
+        if let Some(observer) = self.on_delete.as_ref().filter(|_| !ready.is_empty()) {
+            observer(name, ready.into_iter().map(|(_, event)| event).collect());
+        }
     }
 
     /// Hands the ready events of `name` to its consumers, round-robin; the deliveries are sent
@@ -85,8 +112,11 @@ impl Broker {
                 queue.consumers.remove(index);
             }
         }
-        if queue.auto_delete && queue.consumers.is_empty() {
-            self.queues.remove(name);
+        if queue.auto_delete
+            && queue.consumers.is_empty()
+            && let Some(queue) = self.queues.remove(name)
+        {
+            self.deleted(name, queue.ready);
         }
     }
 }
@@ -137,6 +167,15 @@ impl MemoryEvents {
 
     fn lock(&self) -> MutexGuard<'_, Broker> {
         lock(&self.broker)
+    }
+
+    /// Calls `observer` with the events lost with a broadcast or once queue (auto-delete), which
+    /// is removed when its last consumer goes away, as RabbitMQ removes it: the events still
+    /// waiting in it, and deliveries left unsettled by its consumer, which cannot go back to it.
+    /// It may be called more than once per queue, never with no events. It runs while the broker
+    /// is locked: it must not call this `MemoryEvents`. A later observer replaces an earlier one.
+    pub fn on_auto_delete(&self, observer: impl Fn(&str, Vec<Event>) + Send + Sync + 'static) {
+        self.lock().on_delete = Some(Arc::new(observer));
     }
 
     /// Publishes `event` now (the synchronous core of [`EventSystem::emit`]).
@@ -242,6 +281,7 @@ fn enqueue(shared: &Arc<Mutex<Broker>>, queue: &str, event: Event, seq: Option<u
             }
             None => {
                 tracing::debug!(%queue, event_type = %event.event_type, "queue is gone, event dropped");
+                broker.deleted(queue, VecDeque::from([(seq, event)]));
                 return;
             }
         }

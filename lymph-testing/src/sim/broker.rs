@@ -105,7 +105,8 @@ pub async fn broker_server(host: SimHost, port: u16) -> turmoil::Result {
 /// inspect, e.g. with [`MemoryEvents::queue_len`]).
 ///
 /// The message faults of `host` of kind `EVENT` apply to the events it routes (see the module
-/// docs of [`sim`](super)), and it records `start` and `publish` on the timeline.
+/// docs of [`sim`](super)), and it records `start`, `publish` and `discard` (an event lost with a
+/// broadcast or once queue deleted with its last consumer) on the timeline.
 ///
 /// When a client's connection closes or stays silent for
 /// [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT), its consumers are cancelled (its broadcast and
@@ -118,6 +119,13 @@ pub async fn broker_server(host: SimHost, port: u16) -> turmoil::Result {
 /// When the port cannot be bound.
 pub async fn broker_server_on(host: SimHost, port: u16, events: MemoryEvents) -> turmoil::Result {
     host.timeline().record(Entry::now(host.name(), "start", "broker").detail(format!("port={port}")));
+    let (name, timeline) = (host.name().to_owned(), host.timeline().clone());
+    events.on_auto_delete(move |queue, lost| {
+        for event in lost {
+            let entry = Entry::now(&name, "discard", &event.event_type).trace(event.trace_id());
+            timeline.record(entry.detail(format!("queue={queue} deleted with its last consumer")));
+        }
+    });
     let listener = TcpListener::bind(("0.0.0.0", port)).await?;
     let mut sessions = JoinSet::new();
     loop {
