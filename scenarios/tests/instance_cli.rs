@@ -371,8 +371,15 @@ async fn a_registered_instance_streams_metrics_that_count_its_requests() {
     };
     let endpoint = registered.monitoring_endpoint.clone().expect("monitoring_endpoint is registered");
     assert!(endpoint.starts_with("tcp://127.0.0.1:") && endpoint != registered.endpoint, "{registered:?}");
-    let lymph_instances = client.lookup("lymph").await.unwrap();
-    let builtin = lymph_instances.iter().find(|i| i.identity == registered.identity).expect("the builtin");
+    // The instance registers its interfaces one after the other: `lymph` may come after `echo`.
+    let builtin = loop {
+        let instances = client.lookup("lymph").await.unwrap_or_default();
+        if let Some(builtin) = instances.into_iter().find(|i| i.identity == registered.identity) {
+            break builtin;
+        }
+        assert!(std::time::Instant::now() < deadline, "the builtin lymph interface never registered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(builtin.monitoring_endpoint.as_deref(), Some(endpoint.as_str()), "on every registration");
 
     let echo = client.proxy("echo");
