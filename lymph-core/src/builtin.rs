@@ -103,8 +103,7 @@ impl Interface for Builtin {
                 }
                 "get_metrics" => {
                     args::<NoArgs>(method, body)?;
-                    let container = crate::Container { shared: ctx.shared().clone() };
-                    Ok(encode(&container.metrics()))
+                    Ok(encode(&ctx.shared().metrics_series()))
                 }
                 "change_loglevel" => {
                     let LogLevelArgs { qualname, loglevel, period } = args(method, body)?;

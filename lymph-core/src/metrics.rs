@@ -26,12 +26,19 @@ struct Histogram {
 
 impl Histogram {
     fn record(&mut self, duration: Duration) {
+        let us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         #[allow(clippy::cast_precision_loss)]
-        let ms = duration.as_micros() as f64 / 1000.0;
+        let ms = us as f64 / 1000.0;
         let bucket = BUCKETS_MS.iter().position(|bound| ms <= *bound).unwrap_or(BUCKETS_MS.len());
         self.buckets[bucket] += 1;
         self.count += 1;
-        self.sum_us += u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    /// The total of the recorded durations, in milliseconds.
+    fn sum_ms(&self) -> Value {
+        #[allow(clippy::cast_precision_loss)]
+        Value::F64(self.sum_us as f64 / 1000.0)
     }
 
     /// `<name>_bucket` (cumulative, tag `le`), `<name>_sum` (ms) and `<name>_count`, each with `own` tags.
@@ -49,9 +56,7 @@ impl Histogram {
             let le = BUCKETS_MS.get(i).map_or_else(|| "+Inf".to_owned(), ToString::to_string);
             series.push((format!("{name}_bucket"), count(cumulative), tags(Some(le))));
         }
-        #[allow(clippy::cast_precision_loss)]
-        let sum = Value::F64(self.sum_us as f64 / 1000.0);
-        series.push((format!("{name}_sum"), sum, tags(None)));
+        series.push((format!("{name}_sum"), self.sum_ms(), tags(None)));
         series.push((format!("{name}_count"), count(self.count), tags(None)));
     }
 }
@@ -60,11 +65,9 @@ fn count(n: u64) -> Value {
     Value::from(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
-/// What one subject's requests add up to.
+/// What one subject's requests add up to; their number and total time are the histogram's.
 #[derive(Debug, Default)]
 struct Requests {
-    count: u64,
-    duration_us: u64,
     errors: u64,
     nacks: u64,
     latency: Histogram,
@@ -77,9 +80,7 @@ struct Counts {
     failed_events: BTreeMap<(String, String), u64>,
     /// HTTP requests by (interface, method, status).
     http: BTreeMap<(String, String, u16), u64>,
-    /// HTTP handling time by interface, in microseconds.
-    http_duration_us: BTreeMap<String, u64>,
-    /// HTTP latency by interface.
+    /// HTTP latency (and total handling time) by interface.
     http_latency: BTreeMap<String, Histogram>,
 }
 
@@ -103,8 +104,6 @@ impl Metrics {
             counts.requests.insert(subject.to_owned(), Requests::default());
         }
         let Some(requests) = counts.requests.get_mut(subject) else { return };
-        requests.count += 1;
-        requests.duration_us += u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         requests.latency.record(duration);
         match error {
             Some("NACK") => requests.nacks += 1,
@@ -127,9 +126,11 @@ impl Metrics {
     pub(crate) fn http(&self, interface: &str, method: &str, status: u16, duration: Duration) {
         let mut counts = self.counts();
         *counts.http.entry((interface.to_owned(), method.to_owned(), status)).or_default() += 1;
-        *counts.http_duration_us.entry(interface.to_owned()).or_default() +=
-            u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-        counts.http_latency.entry(interface.to_owned()).or_default().record(duration);
+        // A known interface, the usual case, costs no allocation.
+        match counts.http_latency.get_mut(interface) {
+            Some(latency) => latency.record(duration),
+            None => counts.http_latency.entry(interface.to_owned()).or_default().record(duration),
+        }
     }
 
     /// The metrics in lymph's form, with the gauges given and `tags` on every entry.
@@ -150,7 +151,7 @@ impl Metrics {
         let mut series = Vec::new();
         for (subject, requests) in &counts.requests {
             let tag = || vec![("subject", Value::from(subject.as_str()))];
-            series.push(entry("rpc", count(requests.count), tag()));
+            series.push(entry("rpc", count(requests.latency.count), tag()));
             for (kind, n) in [("ERROR", requests.errors), ("NACK", requests.nacks)] {
                 if n > 0 {
                     let mut tags = tag();
@@ -158,9 +159,7 @@ impl Metrics {
                     series.push(entry("rpc.error_count", count(n), tags));
                 }
             }
-            #[allow(clippy::cast_precision_loss)]
-            let ms = requests.duration_us as f64 / 1000.0;
-            series.push(entry("rpc.duration_ms", Value::F64(ms), tag()));
+            series.push(entry("rpc.duration_ms", requests.latency.sum_ms(), tag()));
             histogram("rpc.latency_ms", &requests.latency, &tag(), &mut series);
         }
         for ((event_type, handler), n) in &counts.events {
@@ -181,12 +180,10 @@ impl Metrics {
             ];
             series.push(entry("http.requests", count(*n), own));
         }
-        for (interface, us) in &counts.http_duration_us {
-            #[allow(clippy::cast_precision_loss)]
-            let ms = *us as f64 / 1000.0;
+        for (interface, latency) in &counts.http_latency {
             series.push(entry(
                 "http.duration_ms",
-                Value::F64(ms),
+                latency.sum_ms(),
                 vec![("interface", Value::from(interface.as_str()))],
             ));
         }

@@ -53,6 +53,11 @@ fn is_give_up(e: &Entry) -> bool {
     e.kind == "timeout" && e.re.is_some()
 }
 
+/// The queue an event entry names in its detail (`queue=<name>`).
+fn queue_of(e: &Entry) -> Option<&str> {
+    e.detail.split_whitespace().find_map(|w| w.strip_prefix("queue="))
+}
+
 fn violation(checker: &'static str, message: String, entries: &[&Entry]) -> Violation {
     let mut trace_ids: Vec<String> = entries.iter().filter_map(|e| e.trace_id.clone()).collect();
     trace_ids.dedup();
@@ -215,7 +220,7 @@ pub fn deliveries_at_most(timeline: &Timeline, max: usize) -> Result<(), Violati
     let entries = timeline.entries();
     let mut deliveries: BTreeMap<(String, &str, Option<&str>), Vec<&Entry>> = BTreeMap::new();
     for e in entries.iter().filter(|e| e.kind == "deliver") {
-        let queue = e.detail.split_whitespace().find_map(|w| w.strip_prefix("queue=")).unwrap_or_default();
+        let queue = queue_of(e).unwrap_or_default();
         let key = (queue.to_owned(), e.subject.as_str(), e.trace_id.as_deref());
         let list = deliveries.entry(key).or_default();
         list.push(e);
@@ -340,7 +345,7 @@ pub fn every_event_delivered(timeline: &Timeline) -> Result<Vec<LostEvent>, Viol
                     && e.host == published.host
                     && e.subject == published.subject
                     && e.trace_id == published.trace_id
-                    && e.detail.split_whitespace().any(|w| w.strip_prefix("queue=") == Some(queue))
+                    && queue_of(e) == Some(queue)
             });
             if let Some((j, discarded)) = discard {
                 used[j] = true;
@@ -352,10 +357,7 @@ pub fn every_event_delivered(timeline: &Timeline) -> Result<Vec<LostEvent>, Viol
                     && e.kind == "deliver"
                     && e.subject == published.subject
                     && e.trace_id == published.trace_id
-                    && e.detail
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("queue="))
-                        .is_some_and(|delivered| same_queue(queue, delivered))
+                    && queue_of(e).is_some_and(|delivered| same_queue(queue, delivered))
             });
             if let Some((j, _)) = delivery {
                 used[j] = true;

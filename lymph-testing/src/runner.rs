@@ -254,14 +254,15 @@ impl Runner {
         let mut deferred = Vec::new();
         let result = loop {
             apply_commands(&mut sim, &world, &mut deferred, self.latency_range());
-            let step = sim.step();
+            let finished = match sim.step() {
+                Ok(finished) => finished,
+                Err(error) => break Err(format!("the simulation failed: {error}")),
+            };
             if let Some(broken) = world.broken_invariant(sim.elapsed()) {
                 break Err(broken);
             }
-            match step {
-                Ok(true) => break Ok(()),
-                Ok(false) => {}
-                Err(error) => break Err(format!("the simulation failed: {error}")),
+            if finished {
+                break Ok(());
             }
         };
         let outcome = match result {
@@ -314,8 +315,7 @@ fn apply_commands(
                     run_service(name.clone(), factory.clone(), control.clone(), seed, timeline.clone(), faults.clone())
                 });
             }
-            Command::Latency { a, b, latency } => sim.set_link_latency(a.as_str(), b.as_str(), latency),
-            Command::Jitter { a, b, range } => {
+            Command::Latency { a, b, range } => {
                 // turmoil sets a link's range in two steps: both ends to the minimum, then the maximum.
                 let (min, max) = range.unwrap_or(latency);
                 sim.set_link_latency(a.as_str(), b.as_str(), min);

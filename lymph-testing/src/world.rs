@@ -56,14 +56,14 @@ impl HostControl {
     }
 }
 
-/// A change to the simulation that only the runner can make, between two steps. `Jitter` sets a
-/// link's latency range, `None` meaning the world's default range.
+/// A change to the simulation that only the runner can make, between two steps. `Latency` sets a
+/// link's latency range (a fixed latency is a range of one value), `None` meaning the world's
+/// default range.
 pub(crate) enum Command {
     Start { host: String, factory: Factory, control: Rc<HostControl> },
     Crash(String),
     Restart(String),
-    Latency { a: String, b: String, latency: Duration },
-    Jitter { a: String, b: String, range: Option<(Duration, Duration)> },
+    Latency { a: String, b: String, range: Option<(Duration, Duration)> },
     Loss { a: String, b: String, rate: f64 },
 }
 
@@ -329,7 +329,8 @@ impl World {
     /// Sets the latency of the link between `a` and `b` (both ways), from the next step on.
     pub fn set_latency(&self, a: &str, b: &str, latency: Duration) {
         self.note("fault", format!("latency {a} {b} {latency:?}"));
-        self.state.commands.borrow_mut().push_back(Command::Latency { a: a.to_owned(), b: b.to_owned(), latency });
+        let range = Some((latency, latency));
+        self.state.commands.borrow_mut().push_back(Command::Latency { a: a.to_owned(), b: b.to_owned(), range });
     }
 
     /// Makes the latency of the link between `a` and `b` (both ways) vary between `min` and `max`,
@@ -341,7 +342,7 @@ impl World {
         let max = max.max(min);
         self.note("fault", format!("jitter {a} {b} {min:?}..{max:?}"));
         let range = Some((min, max));
-        self.state.commands.borrow_mut().push_back(Command::Jitter { a: a.to_owned(), b: b.to_owned(), range });
+        self.state.commands.borrow_mut().push_back(Command::Latency { a: a.to_owned(), b: b.to_owned(), range });
     }
 
     /// Gives the link between `a` and `b` the world's default latency range back (see
@@ -349,7 +350,7 @@ impl World {
     /// [`set_latency`](World::set_latency) and [`set_jitter`](World::set_jitter).
     pub fn reset_latency(&self, a: &str, b: &str) {
         self.note("fault", format!("latency {a} {b} reset"));
-        self.state.commands.borrow_mut().push_back(Command::Jitter { a: a.to_owned(), b: b.to_owned(), range: None });
+        self.state.commands.borrow_mut().push_back(Command::Latency { a: a.to_owned(), b: b.to_owned(), range: None });
     }
 
     /// Sets the probability (0 to 1) that a message between `a` and `b` is lost, from the next

@@ -270,7 +270,6 @@ impl Inner {
             .map_err(|(error, what)| zk_error(format!("cannot {what} on {}", self.config.hosts), error))
     }
 
-    /// Remembers the instance `key` and writes its node; forgets it again when that fails.
     /// Registers `instance` (a service or web registration) as the node `id` of `service` in
     /// `namespace`, as lymph's JSON.
     async fn register_instance(
@@ -290,6 +289,7 @@ impl Inner {
         self.register_node((namespace, service.to_owned(), id.to_owned()), data).await
     }
 
+    /// Remembers the instance `key` and writes its node; forgets it again when that fails.
     async fn register_node(&self, key: Key, data: Vec<u8>) -> Result<()> {
         lock(&self.registered).insert(key.clone(), data.clone());
         let result = self.put_node(&key, &data).await;

@@ -15,7 +15,9 @@
 //! Besides what its clients record (`emit`, `deliver`, `ack`, ...), the broker host records
 //! `start` (subject `broker`) each time it starts with fresh queues, and `publish` (subject the
 //! event type) each time its exchange routes an event, with the queues bound to the event's type
-//! at that moment in the detail (`queues=a,b`, or `no queue bound`).
+//! at that moment in the detail (`queues=a,b`, or `no queue bound`), and `discard` (subject the
+//! event type, detail `queue=<name> ...`) for each event lost with a broadcast or once queue
+//! deleted with its last consumer.
 //!
 //! # Event faults
 //!

@@ -113,6 +113,17 @@ impl Subjects {
     }
 }
 
+/// The first 8 characters of a message id, as the timeline shows it.
+fn short(id: &str) -> &str {
+    id.char_indices().nth(8).map_or(id, |(cut, _)| &id[..cut])
+}
+
+/// How the timeline shows the subject of a reply (or a give-up) to request `id`: the request's
+/// subject, when known, and the request's short id.
+fn reply_subject(request: &str, id: &str) -> String {
+    if request.is_empty() { format!("(re {})", short(id)) } else { format!("{request} (re {})", short(id)) }
+}
+
 /// Writes RPC traffic onto the timeline, annotating replies with their request's subject.
 #[derive(Debug, Clone)]
 struct Recorder {
@@ -133,7 +144,6 @@ impl Recorder {
             Some((cut, _)) => kind[..cut].to_owned(),
         };
         let trace = frames.get(3).and_then(|h| Headers::peek_trace_id(h)).map(str::to_owned);
-        let short = |s: &str| s.char_indices().nth(8).map_or(s, |(cut, _)| &s[..cut]).to_owned();
         if kind == "REQ" {
             let (id, subject) = (id.into_owned(), raw_subject.into_owned());
             self.subjects().remember(id.clone(), subject.clone());
@@ -142,11 +152,8 @@ impl Recorder {
             self.timeline.record(entry.trace(trace).direction(direction).id(id));
             (kind, subject)
         } else {
-            let request = self.subjects().by_id.get(raw_subject.as_ref()).cloned();
-            let (shown, request) = match request {
-                Some(request) => (format!("{request} (re {})", short(&raw_subject)), request),
-                None => (format!("(re {})", short(&raw_subject)), String::new()),
-            };
+            let request = self.subjects().by_id.get(raw_subject.as_ref()).cloned().unwrap_or_default();
+            let shown = reply_subject(&request, &raw_subject);
             let entry = Entry::now(&self.host, kind.clone(), shown).detail(detail).re(raw_subject.into_owned());
             self.timeline.record(entry.trace(trace).direction(direction));
             (kind, request)
@@ -160,8 +167,7 @@ impl Recorder {
     /// Records that this host gave up waiting for a reply to `request`: a `timeout` entry with
     /// the request's id as `re`, its subject written as a reply's.
     fn gave_up(&self, request: &ClientRequest<'_>, waited: Duration) {
-        let short: String = request.id.chars().take(8).collect();
-        let entry = Entry::now(&self.host, "timeout", format!("{} (re {short})", request.subject))
+        let entry = Entry::now(&self.host, "timeout", reply_subject(request.subject, request.id))
             .trace(Some(request.trace_id))
             .detail(format!("no reply from {} within {waited:?}", request.endpoint))
             .re(request.id);
