@@ -11,9 +11,9 @@ use lymph_core::Value;
 
 type Result<T = (), E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
-/// The Python peers' configs: /work/shared/peers/lymph-python, a sibling of the workspace.
+/// The configs of the Python lymph 0.15 peer, `interop/python` in this repository.
 fn peer(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/lymph-python").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/python").join(file)
 }
 
 /// A file in the temp directory, removed on drop.
@@ -65,7 +65,7 @@ fn kombu(url: &str, exchange: &str) -> EventsConfig {
     EventsConfig::Kombu { url: url.to_owned(), exchange: exchange.to_owned() }
 }
 
-// --- the Python peers' files ---------------------------------------------------------------
+// --- the Python peer's files (interop/python) ----------------------------------------------
 
 #[test]
 fn echo_yml_loads() -> Result {

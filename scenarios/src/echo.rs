@@ -1,4 +1,4 @@
-//! The `echo` service of lymph's talk, as `../shared/peers/lymph-python/services/echo.py`.
+//! The `echo` service of lymph's talk, as the Python peer's `interop/python/services/echo.py`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

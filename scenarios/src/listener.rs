@@ -1,4 +1,4 @@
-//! The `listener` service of lymph's talk, as `../shared/peers/lymph-python/services/listener.py`.
+//! The `listener` service of lymph's talk, as the Python peer's `interop/python/services/listener.py`.
 
 use std::sync::{Arc, Mutex};
 

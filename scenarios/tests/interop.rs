@@ -1,9 +1,9 @@
 //! Rust and Python lymph 0.15 services in one cluster, both directions.
 //!
-//! Needs ZooKeeper and RabbitMQ (`scripts/infra.sh up`) and the Python peer of
-//! `../shared/peers/lymph-python` (its `setup.sh` runs on first use; `LYMPH_PEER_HOME` says where
-//! it lives, `~/.cache/lymph-python-peer` by default). The peer's services use the shared `/lymph` chroot and
-//! the default virtual host, so these tests run one at a time.
+//! Needs ZooKeeper and RabbitMQ (`scripts/infra.sh up`) and the Python lymph 0.15 peer of
+//! `interop/python` (its `setup.sh` runs on first use and installs into `LYMPH_PEER_HOME`,
+//! `~/.cache/lymph-python-peer` by default). The peer's services use the shared `/lymph` chroot
+//! and the default virtual host, so these tests run one at a time.
 #![cfg(feature = "real-infra")]
 
 use std::path::{Path, PathBuf};
@@ -23,11 +23,13 @@ use scenarios::listener::Listener;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// The Python peer: `interop/python` in this repository.
 fn peer_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/lymph-python")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/python")
 }
 
-/// The peer's state directory: `LYMPH_PEER_HOME`, else the peer's own default.
+/// The peer's state directory (its virtual environment, pid files, logs, recorded events):
+/// `LYMPH_PEER_HOME`, else the peer's own default.
 fn peer_home() -> PathBuf {
     std::env::var_os("LYMPH_PEER_HOME").map_or_else(
         || Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cache/lymph-python-peer"),
@@ -41,7 +43,7 @@ async fn exclusive() -> MutexGuard<'static, ()> {
     static SETUP: OnceLock<()> = OnceLock::new();
     let guard = LOCK.lock().await;
     SETUP.get_or_init(|| {
-        let output = peer_command("setup.sh").arg("--quiet").output().expect("run the peer's setup.sh");
+        let output = peer_command("setup.sh").output().expect("run the peer's setup.sh");
         assert!(output.status.success(), "the Python peer's setup failed: {}", String::from_utf8_lossy(&output.stderr));
     });
     guard
@@ -90,7 +92,7 @@ impl Drop for Python {
 
 /// Runs the Python `lymph` command line with the peer's client configuration.
 fn lymph(args: &[&str]) -> Output {
-    peer_command("lymph.sh").args(args).args(["-c", ".lymph.yml"]).output().expect("run lymph.sh")
+    peer_command("lymph.sh").args(args).arg("-c").arg(peer_dir().join(".lymph.yml")).output().expect("run lymph.sh")
 }
 
 fn stdout(output: &Output) -> String {
