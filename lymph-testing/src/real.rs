@@ -3,13 +3,18 @@
 //! A scenario written against [`Cluster`] runs here unchanged. Every [`Real`] cluster gets a
 //! namespace of its own, a ZooKeeper chroot and a RabbitMQ virtual host with random names, so
 //! tests run in parallel without seeing each other's services, queues or events, and a cluster
-//! leaves nothing behind. The servers are those `scripts/infra.sh up` starts: ZooKeeper on
-//! `127.0.0.1:2181` and RabbitMQ on `127.0.0.1:5672` (override with `LYMPH_TEST_ZOOKEEPER` and
-//! `LYMPH_TEST_AMQP`, the latter without a virtual host).
+//! leaves nothing behind. The servers are ZooKeeper on `127.0.0.1:2181` and RabbitMQ on
+//! `127.0.0.1:5672` (override with `LYMPH_TEST_ZOOKEEPER` and `LYMPH_TEST_AMQP`, the latter
+//! without a virtual host), started by `scripts/infra.sh up` or any other way: the virtual hosts
+//! are made with `rabbitmqctl` on the node it finds: `LYMPH_TEST_RABBITMQ_NODE` if set, else
+//! `rabbitmqctl`'s default node (`rabbit@<short hostname>`), else `rabbit@localhost`.
+//!
+//! The fault tests restart the servers with [`Real::restart_rabbitmq`], [`Real::stop_rabbitmq`],
+//! [`Real::start_rabbitmq`] and [`Real::restart_zookeeper`], which work on servers started any
+//! way (see there).
 
 use std::cell::RefCell;
 use std::fmt;
-use std::process::Command;
 
 use futures::future::LocalBoxFuture;
 use lymph_core::{Container, ContainerBuilder, Error};
@@ -37,22 +42,10 @@ impl fmt::Debug for Real {
     }
 }
 
+mod infra;
+
 fn rabbitmqctl(args: &[&str]) -> Result<(), Error> {
-    let node = std::env::var("LYMPH_TEST_RABBITMQ_NODE").unwrap_or_else(|_| "rabbit@localhost".to_owned());
-    let output = Command::new("rabbitmqctl")
-        .args(["-q", "-n", &node])
-        .args(args)
-        .output()
-        .map_err(|e| Error::Config(format!("cannot run rabbitmqctl (is rabbitmq-server installed?): {e}")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "rabbitmqctl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
-    }
+    infra::rabbitmqctl(args).map(drop)
 }
 
 impl Real {
@@ -60,7 +53,8 @@ impl Real {
     ///
     /// # Errors
     ///
-    /// When the virtual host cannot be created (RabbitMQ not running, `rabbitmqctl` missing).
+    /// When the virtual host cannot be created (RabbitMQ not running, `rabbitmqctl` missing or
+    /// unable to reach the node: the error says which nodes it tried, and what to check).
     pub fn new() -> Result<Self, Error> {
         let namespace = format!("lymph-test-{:016x}", rand::random::<u64>());
         let zookeeper = std::env::var("LYMPH_TEST_ZOOKEEPER").unwrap_or_else(|_| "127.0.0.1:2181".to_owned());
@@ -74,6 +68,54 @@ impl Real {
             instances: Instances::default(),
             clients: RefCell::default(),
         })
+    }
+
+    /// Stops the RabbitMQ broker with `rabbitmqctl stop_app`, on whatever node serves
+    /// `127.0.0.1:5672` (the Erlang node keeps running), and returns once the port refuses
+    /// connections. [`Real::start_rabbitmq`] starts it again. Runs `scripts/infra.sh stop
+    /// rabbitmq`, whose log goes to the test's output.
+    ///
+    /// A restart disturbs every user of the server: call this from a test binary of its own, one
+    /// test at a time.
+    ///
+    /// # Errors
+    ///
+    /// When `rabbitmqctl` reaches no node (the log names the nodes tried, the Erlang cookie and
+    /// `LYMPH_TEST_RABBITMQ_NODE`) or the broker does not stop.
+    pub fn stop_rabbitmq() -> Result<(), Error> {
+        infra::stop_rabbitmq()
+    }
+
+    /// Starts the RabbitMQ broker again (`rabbitmqctl start_app`) and returns once it has booted
+    /// and `127.0.0.1:5672` accepts connections; does nothing when the port already does.
+    ///
+    /// # Errors
+    ///
+    /// When the broker does not come back.
+    pub fn start_rabbitmq() -> Result<(), Error> {
+        infra::start_rabbitmq()
+    }
+
+    /// [`Real::stop_rabbitmq`], then [`Real::start_rabbitmq`] (`scripts/infra.sh restart rabbitmq`).
+    ///
+    /// # Errors
+    ///
+    /// As theirs.
+    pub fn restart_rabbitmq() -> Result<(), Error> {
+        infra::restart_rabbitmq()
+    }
+
+    /// Restarts the ZooKeeper server (`scripts/infra.sh restart zookeeper`): with the shell
+    /// command in `LYMPH_TEST_ZOOKEEPER_RESTART` if set (e.g. `systemctl restart zookeeper`), else
+    /// the server `scripts/infra.sh up` started, by its pid; returns once `127.0.0.1:2181` accepts
+    /// connections again. A server the script did not start is never killed.
+    ///
+    /// # Errors
+    ///
+    /// When the server was started some other way and `LYMPH_TEST_ZOOKEEPER_RESTART` is not set
+    /// (the log says how to set it), or when it does not come back.
+    pub fn restart_zookeeper() -> Result<(), Error> {
+        infra::restart_zookeeper()
     }
 
     /// The ZooKeeper hosts string of this namespace, with its chroot.

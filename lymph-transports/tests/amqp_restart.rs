@@ -1,7 +1,9 @@
-//! `AmqpEvents` across a RabbitMQ restart (`scripts/infra.sh restart rabbitmq`).
+//! `AmqpEvents` across a RabbitMQ restart (`scripts/infra.sh stop rabbitmq`, then `start`).
 //!
-//! A test binary of its own: the restart disturbs every other user of the broker, so it must
-//! not run next to the other AMQP tests.
+//! The script stops and starts the broker with `rabbitmqctl stop_app` / `start_app`, so this runs
+//! against RabbitMQ started any way (the node: `LYMPH_TEST_RABBITMQ_NODE`, else found). A test
+//! binary of its own: the restart disturbs every other user of the broker, so it must not run
+//! next to the other AMQP tests.
 #![cfg(feature = "real-infra")]
 
 use std::process::Command;
@@ -22,8 +24,12 @@ fn event(event_type: &str, n: i64) -> Event {
 
 fn infra(args: &[&str]) -> anyhow::Result<()> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/infra.sh");
-    let status = Command::new("bash").arg(script).args(args).status().context("cannot run scripts/infra.sh")?;
-    ensure!(status.success(), "scripts/infra.sh {args:?} failed: {status}");
+    let output = Command::new("bash").arg(script).args(args).output().context("cannot run scripts/infra.sh")?;
+    let log = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        eprint!("{log}");
+    }
+    ensure!(output.status.success(), "scripts/infra.sh {} failed ({}):\n{}", args.join(" "), output.status, log.trim());
     Ok(())
 }
 

@@ -2,6 +2,9 @@
 //!
 //! This restarts the shared server with `scripts/infra.sh restart zookeeper`, so it lives in a
 //! test binary of its own: anything else talking to that ZooKeeper meanwhile sees it go away.
+//! The script restarts a server it started itself by its pid; any other it restarts with the
+//! shell command in `LYMPH_TEST_ZOOKEEPER_RESTART` (e.g. `systemctl restart zookeeper`), and
+//! without one it fails, saying so.
 #![cfg(feature = "real-infra")]
 
 use std::path::Path;
@@ -30,8 +33,12 @@ async fn wait_for_ids(watch: &mut InstanceWatch, expected: &[&str], within: Dura
 
 fn restart_zookeeper() -> Result<()> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/infra.sh");
-    let status = Command::new("bash").arg(&script).args(["restart", "zookeeper"]).status()?;
-    ensure!(status.success(), "{} restart zookeeper failed: {status}", script.display());
+    let output = Command::new("bash").arg(&script).args(["restart", "zookeeper"]).output()?;
+    let log = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        eprint!("{log}");
+    }
+    ensure!(output.status.success(), "scripts/infra.sh restart zookeeper failed ({}):\n{}", output.status, log.trim());
     Ok(())
 }
 

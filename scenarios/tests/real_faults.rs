@@ -1,9 +1,12 @@
 //! Faults on real infrastructure: broker and registry restarts, a killed instance, malformed
 //! frames from a raw socket.
 //!
-//! Needs ZooKeeper and RabbitMQ started by `scripts/infra.sh up`: the restarts go through the
-//! same script. A restart disturbs everything that uses the servers, so these tests run one at a
-//! time, in a test binary of their own.
+//! Needs ZooKeeper and RabbitMQ on loopback, started by `scripts/infra.sh up` or any other way:
+//! RabbitMQ restarts with `rabbitmqctl stop_app` / `start_app` on whatever node serves it
+//! ([`Real::restart_rabbitmq`]); ZooKeeper with `LYMPH_TEST_ZOOKEEPER_RESTART` for a server
+//! `scripts/infra.sh up` did not start ([`Real::restart_zookeeper`]). A restart disturbs
+//! everything that uses the servers, so these tests run one at a time, in a test binary of their
+//! own.
 #![cfg(feature = "real-infra")]
 
 use std::path::{Path, PathBuf};
@@ -24,17 +27,6 @@ type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 async fn exclusive() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::const_new(());
     LOCK.lock().await
-}
-
-fn infra(args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/infra.sh");
-    let output = Command::new("bash").arg(script).args(args).output().expect("run scripts/infra.sh");
-    assert!(
-        output.status.success(),
-        "scripts/infra.sh {} failed (the fault tests need servers started by `scripts/infra.sh up`): {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Keeps trying `call` until it succeeds or `within` passes.
@@ -64,7 +56,7 @@ async fn events_flow_again_after_a_rabbitmq_restart() -> Result {
         let listener = talk.listener.clone();
         eventually("the event before the restart", Duration::from_secs(10), || listener.received().len() == 1).await?;
 
-        infra(&["restart", "rabbitmq"]);
+        Real::restart_rabbitmq()?;
         // Emits fail while the containers reconnect, and an emit confirmed before the listener
         // has declared its queue again is lost (lymph's queues are not durable). Once every
         // container is back, events flow: keep emitting until one arrives.
@@ -105,7 +97,7 @@ async fn an_instance_reappears_after_a_zookeeper_restart() -> Result {
         let client = cluster.client().await?;
         assert_eq!(client.client::<EchoClient>().echo("before".to_owned()).await?, "before");
 
-        infra(&["restart", "zookeeper"]);
+        Real::restart_zookeeper()?;
         // A client that starts after the restart finds the instance in the registry again.
         let fresh = until_ok("a client after the restart", Duration::from_secs(30), || cluster.client()).await?;
         let fresh_echo: EchoClient = fresh.client();
