@@ -12,11 +12,13 @@
 //! - [`schedule`]: fault schedules, generated and shrunk by proptest.
 //! - [`Cluster`]: one scenario body for the embedded backends ([`Embedded`]) and the simulator.
 //! - [`ServiceTestCase`], [`MultiServiceTestCase`]: lymph's test cases on the embedded backends.
-//! - [`eventually`], [`for_a_while`]: waiting in simulated or real time.
+//! - [`eventually`], [`for_a_while`]: waiting in simulated or real time, on plain or async conditions.
+//! - [`every_world!`]: one scenario body as a test on the embedded backends, a seed sweep in the
+//!   simulator and, behind the calling crate's own `real-infra` feature, a test on real servers.
 //!
 //! # Feature flags
 //!
-//! None.
+//! - `real-infra`: `Real`, the [`Cluster`] on ZeroMQ, RabbitMQ and ZooKeeper (`scripts/infra.sh up`).
 
 mod case;
 
@@ -27,6 +29,7 @@ mod real;
 mod runner;
 mod wait;
 mod world;
+mod worlds;
 
 pub mod schedule;
 pub mod seed;
@@ -37,10 +40,18 @@ pub use case::{MockFn, MockReply, MultiServiceTestCase, RpcCall, ServiceTestCase
 pub use cluster::{Cluster, Embedded};
 #[cfg(feature = "real-infra")]
 pub use real::Real;
-pub use runner::{BASE_SEED_VAR, DETERMINISM_VAR, NUM_VAR, RunReport, Runner, SEED_VAR, TestOutcome};
+pub use runner::{
+    BASE_SEED_VAR, DETERMINISM_VAR, NUM_VAR, RunReport, Runner, SEED_VAR, SHARD_VAR, TIMELINE_VAR, TestOutcome,
+};
 pub use timeline::{Direction, Entry, RenderOptions, Timeline};
-pub use wait::{eventually, for_a_while};
+pub use wait::{Condition, condition, eventually, for_a_while};
 pub use world::{BROKER_HOST, REGISTRY_HOST, SERVICE_PORT, TEST_HOST, World};
+
+/// Items the macros' output refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::worlds::{Clock, block_on};
+}
 
 /// A test failure with a message, for test bodies that use `?`.
 #[derive(Debug, Clone, PartialEq, Eq)]

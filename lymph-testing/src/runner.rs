@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -22,6 +23,15 @@ pub const DETERMINISM_VAR: &str = "LYMPH_TEST_CHECK_DETERMINISM";
 /// it), so that a sweep runs the same seeds each time, as CI does; without it each run draws new
 /// ones.
 pub const BASE_SEED_VAR: &str = "LYMPH_TEST_BASE_SEED";
+/// The environment variable that runs one shard of every sweep: `K/N` (1 ≤ K ≤ N) runs the seeds
+/// whose index in the sweep is K − 1 modulo N, so N jobs with the same
+/// [`LYMPH_TEST_BASE_SEED`](BASE_SEED_VAR) and [`LYMPH_TEST_NUM`](NUM_VAR) run disjoint parts of
+/// one sweep, and a failure in any of them replays with its one seed.
+pub const SHARD_VAR: &str = "LYMPH_TEST_SHARD";
+/// The environment variable that shows the timeline of every simulated run (`1`): printed to
+/// standard error as the run ends, past the test harness's output capture, and written to a file
+/// under `target/lymph-timelines/`.
+pub const TIMELINE_VAR: &str = "LYMPH_TEST_TIMELINE";
 
 /// What a test body may return: `()` or a `Result` whose error fails the test.
 pub trait TestOutcome {
@@ -50,7 +60,9 @@ const TURMOIL_LATENCY: (Duration, Duration) = (Duration::ZERO, Duration::from_mi
 /// `LYMPH_TEST_SEED` (replay), else from the test's `seed = N`, else a fresh one; a sweep
 /// (`seeds = N`, or `LYMPH_TEST_NUM`) runs that many seeds derived from it. With
 /// `LYMPH_TEST_CHECK_DETERMINISM=1` (or `check_determinism`) every seed runs twice and the two
-/// timelines must be identical. A failure prints the seed and the command that replays it.
+/// timelines must be identical. A failure prints the seed, the command that replays it, and the
+/// file its timeline was written to (`target/lymph-timelines/`). `LYMPH_TEST_SHARD=K/N` runs one
+/// shard of every sweep; `LYMPH_TEST_TIMELINE=1` shows the timeline of every run.
 #[derive(Debug, Clone)]
 pub struct Runner {
     test_path: &'static str,
@@ -160,33 +172,43 @@ impl Runner {
                 (self.seed.or(env_base).unwrap_or_else(rand::random), count)
             }
         };
-        for index in 0..count {
+        let shard = match env_seed {
+            Some(_) => Shard::ALL,
+            None => Shard::from_env(),
+        };
+        let show = std::env::var(TIMELINE_VAR).is_ok_and(|v| v == "1");
+        for index in (0..count).filter(|&index| shard.includes(index)) {
             let seed = seed::nth(base, index);
-            let first = catch_unwind(AssertUnwindSafe(|| self.run_seed(seed, &body)));
+            let timeline = Timeline::default();
+            let first = catch_unwind(AssertUnwindSafe(|| self.run_seed_on(seed, &body, timeline.clone())));
             let report = match first {
                 Ok(report) => report,
                 Err(panic) => {
-                    self.print_replay(seed, "panicked");
+                    self.print_replay(seed, "panicked", Some(&timeline));
                     resume_unwind(panic);
                 }
             };
+            if show {
+                self.show_timeline(seed, &report.timeline);
+            }
             if let Err(failure) = &report.outcome {
-                self.print_replay(seed, "failed");
+                self.print_replay(seed, "failed", Some(&report.timeline));
                 panic!("{}: {failure}", self.test_path);
             }
             if check {
                 let second = catch_unwind(AssertUnwindSafe(|| self.run_seed(seed, &body)));
                 let second = second.unwrap_or_else(|panic| {
-                    self.print_replay(seed, "panicked on its second run");
+                    self.print_replay(seed, "panicked on its second run", None);
                     resume_unwind(panic)
                 });
                 let options = RenderOptions { heartbeats: true, ..RenderOptions::default() };
                 let (a, b) = (report.timeline.render(&options), second.timeline.render(&options));
                 if a != b {
-                    self.print_replay(seed, "is not deterministic");
-                    let dir = std::env::temp_dir().join("lymph-determinism");
+                    self.print_replay(seed, "is not deterministic", None);
+                    let dir = timeline_dir();
                     let name = format!("{}-{seed}", self.test_path.replace("::", "-"));
-                    let (path_a, path_b) = (dir.join(format!("{name}-a.txt")), dir.join(format!("{name}-b.txt")));
+                    let (path_a, path_b) =
+                        (dir.join(format!("{name}-first-run.txt")), dir.join(format!("{name}-second-run.txt")));
                     if std::fs::create_dir_all(&dir).is_ok()
                         && std::fs::write(&path_a, &a).is_ok()
                         && std::fs::write(&path_b, &b).is_ok()
@@ -221,7 +243,16 @@ impl Runner {
         Fut: Future<Output = R> + 'static,
         R: TestOutcome,
     {
-        let timeline = Timeline::default();
+        self.run_seed_on(seed, body, Timeline::default())
+    }
+
+    /// [`run_seed`](Self::run_seed), recording on `timeline`, which the caller keeps when the body panics.
+    fn run_seed_on<F, Fut, R>(&self, seed: u64, body: &F, timeline: Timeline) -> RunReport
+    where
+        F: Fn(World) -> Fut + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: TestOutcome,
+    {
         let mut builder = turmoil::Builder::new();
         builder.rng_seed(seed).simulation_duration(self.duration).tick_duration(self.tick);
         if let Some((min, max)) = self.latency {
@@ -272,17 +303,107 @@ impl Runner {
         RunReport { seed, timeline, outcome }
     }
 
-    fn print_replay(&self, seed: u64, what: &str) {
+    /// Prints the line that replays `seed`, and where the run's `timeline` was written.
+    fn print_replay(&self, seed: u64, what: &str, timeline: Option<&Timeline>) {
         let name = self.test_path.split_once("::").map_or(self.test_path, |(_, rest)| rest);
-        let target = if self.target == self.package.replace('-', "_") {
-            "--lib".to_owned()
-        } else {
-            format!("--test {}", self.target)
-        };
+        let target = self.target_flag();
         eprintln!(
-            "\nlymph: {} {what} with seed {seed}. Replay it with:\n\n    {SEED_VAR}={seed} cargo test -p {} {target} -- {name} --exact\n",
+            "\nlymph: {} {what} with seed {seed}. Replay it with:\n\n    {SEED_VAR}={seed} cargo test -p {}{target} -- {name} --exact\n",
             self.test_path, self.package
         );
+        if let Some(timeline) = timeline {
+            match self.write_timeline(seed, timeline) {
+                Ok(path) => eprintln!("lymph: the timeline of seed {seed} is in {}\n", path.display()),
+                Err(error) => eprintln!("lymph: the timeline of seed {seed} could not be written: {error}\n"),
+            }
+        }
+    }
+
+    /// The `cargo test` flag that selects this test's target: `--test <target>` for an integration
+    /// test, `--lib` for the library's own tests, nothing when the two have one name (a
+    /// `tests/<package>.rs`), since then the runner cannot tell which it runs in.
+    fn target_flag(&self) -> String {
+        if self.target != self.package.replace('-', "_") {
+            return format!(" --test {}", self.target);
+        }
+        let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from) else { return String::new() };
+        let tests = dir.join("tests");
+        if tests.join(format!("{}.rs", self.target)).exists() || tests.join(self.target).join("main.rs").exists() {
+            String::new()
+        } else {
+            " --lib".to_owned()
+        }
+    }
+
+    /// With `LYMPH_TEST_TIMELINE=1`: the timeline of a run, on standard error (written past the
+    /// harness's capture, so passing tests show it too) and in its file.
+    fn show_timeline(&self, seed: u64, timeline: &Timeline) {
+        use std::io::Write as _;
+        let written = match self.write_timeline(seed, timeline) {
+            Ok(path) => format!("written to {}", path.display()),
+            Err(error) => format!("not written: {error}"),
+        };
+        let text = timeline.render(&RenderOptions::default());
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "\nlymph: the timeline of {} with seed {seed} ({written}):\n{text}", self.test_path);
+    }
+
+    /// Writes the timeline of `seed` (heartbeats included) to `target/lymph-timelines/`.
+    fn write_timeline(&self, seed: u64, timeline: &Timeline) -> std::io::Result<PathBuf> {
+        let dir = timeline_dir();
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}-{seed}.txt", self.test_path.replace("::", "-")));
+        std::fs::write(&path, timeline.render(&RenderOptions { heartbeats: true, ..RenderOptions::default() }))?;
+        Ok(path)
+    }
+}
+
+/// Where timelines are written: `lymph-timelines/` in the Cargo target directory the test binary
+/// runs from (found from the binary's path `<target>/<profile>/deps/<test>`, else
+/// `CARGO_TARGET_DIR`), else in the system's temporary directory.
+fn timeline_dir() -> PathBuf {
+    let from_exe = || {
+        let exe = std::env::current_exe().ok()?;
+        let deps = exe.parent()?;
+        (deps.file_name()? == "deps").then(|| deps.parent()?.parent().map(PathBuf::from))?
+    };
+    let target = from_exe().or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from));
+    target.unwrap_or_else(std::env::temp_dir).join("lymph-timelines")
+}
+
+/// One shard of a sweep: the seeds whose index is `index` modulo `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shard {
+    index: u32,
+    count: u32,
+}
+
+impl Shard {
+    /// The whole sweep.
+    const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// The shard `LYMPH_TEST_SHARD` names, the whole sweep without it.
+    ///
+    /// # Panics
+    ///
+    /// When it is set to something else than `K/N` with 1 ≤ K ≤ N.
+    fn from_env() -> Shard {
+        match std::env::var(SHARD_VAR) {
+            Ok(value) => Shard::parse(&value).unwrap_or_else(|| {
+                panic!("{SHARD_VAR}={value:?} is not a shard: expected K/N with 1 <= K <= N, e.g. 2/8")
+            }),
+            Err(_) => Shard::ALL,
+        }
+    }
+
+    fn parse(value: &str) -> Option<Shard> {
+        let (k, n) = value.trim().split_once('/')?;
+        let (k, n): (u32, u32) = (k.trim().parse().ok()?, n.trim().parse().ok()?);
+        (1..=n).contains(&k).then(|| Shard { index: k - 1, count: n })
+    }
+
+    fn includes(self, index: u32) -> bool {
+        index % self.count == self.index
     }
 }
 
@@ -329,6 +450,24 @@ fn apply_commands(
                 }
                 deferred.push(command);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_a_sweep_into_disjoint_parts() {
+        assert_eq!(Shard::parse("2/8"), Some(Shard { index: 1, count: 8 }));
+        assert_eq!(Shard::parse(" 1 / 1 "), Some(Shard::ALL));
+        for bad in ["0/8", "9/8", "8", "a/b", "1/0", ""] {
+            assert_eq!(Shard::parse(bad), None, "{bad:?}");
+        }
+        let shards: Vec<Shard> = (1..=3).map(|k| Shard::parse(&format!("{k}/3")).unwrap()).collect();
+        for index in 0..30 {
+            assert_eq!(shards.iter().filter(|s| s.includes(index)).count(), 1, "index {index}");
         }
     }
 }

@@ -22,7 +22,11 @@ fn deliberately_failing() {
 fn run_child(envs: &[(&str, &str)]) -> (bool, String) {
     let mut command = Command::new(std::env::current_exe().expect("test binary"));
     command.args(["--ignored", "--exact", "deliberately_failing", "--nocapture"]);
-    command.env_remove("LYMPH_TEST_SEED").env_remove("LYMPH_TEST_NUM").env_remove("LYMPH_TEST_CHECK_DETERMINISM");
+    for var in
+        ["LYMPH_TEST_SEED", "LYMPH_TEST_NUM", "LYMPH_TEST_CHECK_DETERMINISM", "LYMPH_TEST_SHARD", "LYMPH_TEST_TIMELINE"]
+    {
+        command.env_remove(var);
+    }
     for (key, value) in envs {
         command.env(key, value);
     }
@@ -58,21 +62,58 @@ fn replay_line_reproduces_the_failure() {
         assert_eq!(unlucky_trace(&replay).as_deref(), Some(trace.as_str()), "the replay failed differently");
         assert!(replay.contains(&format!("with seed {seed}")), "{replay}");
     }
+
+    // Next to the replay line, the file the failed seed's timeline was written to.
+    let marker = format!("the timeline of seed {seed} is in ");
+    let path = output.lines().find_map(|l| l.split_once(&marker).map(|(_, p)| p.trim().to_owned())).expect(&output);
+    assert!(path.contains("lymph-timelines") && path.ends_with(&format!("-{seed}.txt")), "{path}");
+    let timeline = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(
+        timeline.lines().any(|l| l.contains("broker") && l.contains("start")),
+        "the timeline of seed {seed}:\n{timeline}"
+    );
+}
+
+/// Passes on every seed. Run only as a child process by the tests below.
+#[test]
+#[ignore = "run by shards_run_disjoint_parts_of_one_sweep"]
+fn always_passing() {
+    Runner::new("replay::always_passing", "lymph-testing", "replay")
+        .seeds(6)
+        .run(|world: World| async move { world.client().await.map(drop) });
+}
+
+/// The seeds `always_passing` ran, from the lines `LYMPH_TEST_TIMELINE=1` prints for each run.
+fn seeds_run(shard: Option<&str>) -> Vec<String> {
+    let mut command = Command::new(std::env::current_exe().expect("test binary"));
+    command.args(["--ignored", "--exact", "always_passing"]);
+    for var in ["LYMPH_TEST_SEED", "LYMPH_TEST_NUM", "LYMPH_TEST_CHECK_DETERMINISM", "LYMPH_TEST_SHARD"] {
+        command.env_remove(var);
+    }
+    command.env("LYMPH_TEST_TIMELINE", "1").env("LYMPH_TEST_BASE_SEED", "7");
+    if let Some(shard) = shard {
+        command.env("LYMPH_TEST_SHARD", shard);
+    }
+    let output = command.output().expect("run the test binary");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.success(), shard != Some("4/3"), "{text}");
+    let marker = "lymph: the timeline of replay::always_passing with seed ";
+    text.lines().filter_map(|l| l.strip_prefix(marker)).map(|l| l.split(' ').next().unwrap().to_owned()).collect()
 }
 
 #[test]
-fn the_same_seed_gives_the_same_timeline_and_another_seed_another() {
-    let runner = Runner::new("replay::timeline", "lymph-testing", "replay");
-    let body = |world: World| async move {
-        let client = world.client().await.map_err(|e| e.to_string())?;
-        let _ = client.proxy("nobody").call::<lymph_core::Value, _>("x", &lymph_core::Value::Map(Vec::new())).await;
-        Ok::<(), String>(())
-    };
-    let options = lymph_testing::RenderOptions { heartbeats: true, ..Default::default() };
-    let a = runner.run_seed(7, &body).timeline.render(&options);
-    let b = runner.run_seed(7, &body).timeline.render(&options);
-    let c = runner.run_seed(8, &body).timeline.render(&options);
-    assert!(!a.is_empty());
-    assert_eq!(a, b);
-    assert_ne!(a, c);
+fn shards_run_disjoint_parts_of_one_sweep() {
+    let whole = seeds_run(None);
+    assert_eq!(whole.len(), 6, "{whole:?}");
+    let shards: Vec<Vec<String>> = ["1/3", "2/3", "3/3"].into_iter().map(|k| seeds_run(Some(k))).collect();
+    for shard in &shards {
+        assert_eq!(shard.len(), 2, "{shards:?}");
+    }
+    let mut all: Vec<String> = shards.concat();
+    all.sort();
+    let mut expected = whole.clone();
+    expected.sort();
+    assert_eq!(all, expected, "the shards together run the sweep, each seed once");
+    assert_eq!(shards[0][0], whole[0], "shard 1/3 starts where the sweep does");
+    assert!(seeds_run(Some("4/3")).is_empty());
 }

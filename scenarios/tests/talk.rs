@@ -10,9 +10,6 @@ use lymph::{Container, Error, Value};
 use scenarios::echo::{Echo, EchoClient, UPPERCASED};
 use scenarios::talk;
 
-#[macro_use]
-mod worlds;
-
 fn check(condition: bool, what: impl Into<String>) -> Result {
     if condition { Ok(()) } else { Err(Box::new(TestError::new(what))) }
 }
@@ -95,8 +92,8 @@ async fn no_instances_is_told_apart_from_no_service(cluster: &impl Cluster) -> R
     )
 }
 
-every_world!(
-    #[tokio::test(start_paused = true)], 4;
+lymph::testing::every_world!(
+    seeds = 4;
     upper_reaches_the_listener_in_one_trace,
     two_instances_share_the_load,
     fail_raises_a_remote_value_error,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use lymph::testing::{Cluster, Embedded, Result, TestError, World, eventually};
+use lymph::testing::{Cluster, Result, TestError, eventually};
 use lymph::web::http::{Method, StatusCode};
 use lymph::web::routing::get;
 use lymph::web::{Router, WebInterface, WebResponse};
@@ -15,9 +15,6 @@ use scenarios::echo::{Echo, UPPERCASED};
 use scenarios::listener::Listener;
 use scenarios::web::{Gateway, Text};
 use serde_json::json;
-
-#[macro_use]
-mod worlds;
 
 fn check(condition: bool, what: impl Into<String>) -> Result {
     if condition { Ok(()) } else { Err(Box::new(TestError::new(what))) }
@@ -193,8 +190,8 @@ async fn an_unhealthy_or_panicking_interface_answers_503_and_500(cluster: &impl 
     status(&http.get("/panic").await?, StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-every_world!(
-    #[tokio::test], 2;
+lymph::testing::every_world!(
+    seeds = 2, embedded_clock = real;
     the_gateway_upper_cases_through_echo_in_one_trace,
     health_check_and_unknown_routes_carry_the_trace_id,
     bad_requests_get_a_clear_4xx_and_the_gateway_goes_on,

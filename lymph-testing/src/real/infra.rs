@@ -161,7 +161,12 @@ fn script(args: &[&str]) -> Result<(), Error> {
         eprint!("{stderr}");
         Ok(())
     } else {
-        Err(Error::Config(format!("scripts/infra.sh {} failed ({}):\n{}", args.join(" "), output.status, stderr.trim())))
+        Err(Error::Config(format!(
+            "scripts/infra.sh {} failed ({}):\n{}",
+            args.join(" "),
+            output.status,
+            stderr.trim()
+        )))
     }
 }
 
