@@ -1,7 +1,7 @@
 //! Compile tests of `#[lymph::interface]` and `#[lymph::test]`: `ui/pass` must compile (and
 //! run), `ui/fail` must fail with exactly the checked-in `.stderr`.
 //!
-//! Regenerate the `.stderr` files with `TRYBUILD=overwrite cargo test -p lymph --test ui` and
+//! Regenerate the `.stderr` files with `TRYBUILD=overwrite cargo test -p lymph --test ui -- --ignored` and
 //! read every diff: the messages are part of the macros' interface.
 
 #[test]
