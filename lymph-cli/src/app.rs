@@ -314,7 +314,11 @@ fn plugin_error(name: &str, message: String) -> AppError {
 async fn backends(container: &ContainerConfig, options: &InstanceOptions) -> Result<ContainerBuilder, AppError> {
     let ip = options.ip.clone().or_else(|| container.ip.clone()).unwrap_or_else(|| "127.0.0.1".to_owned());
     let port = options.port.or(container.port);
-    let mut builder = Container::builder().rpc(ZmqRpc::new(ZmqConfig::new().with_ip(ip).with_port(port)));
+    let mut zmq = ZmqConfig::new().with_ip(ip).with_port(port);
+    if let Some(limit) = container.max_message_size {
+        zmq = zmq.with_max_message_size(limit);
+    }
+    let mut builder = Container::builder().rpc(ZmqRpc::new(zmq));
     builder = builder.connection(container.connection.to_connection_config());
     builder = match &container.registry {
         RegistryConfig::Zookeeper { hosts, chroot, session_timeout } => {

@@ -771,6 +771,7 @@ impl Config {
             events: EventsConfig::from_section(&container.required_section("events")?)?,
             connection,
             monitoring_interval,
+            max_message_size: container.size("max_message_size")?,
         })
     }
 
@@ -961,6 +962,19 @@ impl<'a> Section<'a> {
         port.map(Some).ok_or_else(|| self.invalid(&path, format!("bad port {value}: expected 0 to 65535")))
     }
 
+    /// A size in bytes, more than 0, as a number or a numeric string.
+    fn size(&self, key: &str) -> Result<Option<usize>, ConfigError> {
+        let Some((value, path)) = self.get(key)? else { return Ok(None) };
+        let size = match value {
+            Value::Str(s) => s.trim().parse::<u64>().ok(),
+            other => other.as_u64(),
+        };
+        size.and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0)
+            .map(Some)
+            .ok_or_else(|| self.invalid(&path, format!("bad size {value}: expected a number of bytes > 0")))
+    }
+
     /// A duration in seconds, as a number or a numeric string.
     fn seconds(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
         let Some((value, path)) = self.get(key)? else { return Ok(None) };
@@ -997,6 +1011,9 @@ pub struct ContainerConfig {
     /// `container.monitoring.interval`: how often the metrics stream pushes the container's
     /// metrics, in seconds (lymph-rs only; lymph pushes every 5 s).
     pub monitoring_interval: Option<Duration>,
+    /// `container.max_message_size`: the largest RPC message, in bytes, a peer may send before
+    /// its connection is closed (lymph-rs only; 64 MiB unless set).
+    pub max_message_size: Option<usize>,
 }
 
 /// The heartbeat and liveness timing of `container.rpc.connection`; what is absent keeps lymph's

@@ -6,7 +6,11 @@ use std::fmt;
 use lymph_core::{Error, Result};
 use tokio::sync::mpsc;
 use zeromq::prelude::*;
-use zeromq::{PubSocket, ZmqMessage};
+use zeromq::{PubSocket, SocketOptions, ZmqMessage};
+
+/// The largest message a subscriber may send to a PUB socket: its subscriptions are topic
+/// prefixes, a few bytes each; more closes its connection before memory is reserved for it.
+const MAX_SUBSCRIBER_MESSAGE: usize = 64 * 1024;
 
 /// How many records wait for the socket before new ones are dropped (a log stream never slows
 /// the service down).
@@ -15,7 +19,9 @@ const BACKLOG: usize = 4096;
 /// Binds a PUB socket at `endpoint`, or at a port the system picks on `ip` when it is `None`;
 /// returns it with the endpoint it is bound to. `what` names the stream in the error.
 pub(crate) async fn bind_pub(ip: &str, endpoint: Option<&str>, what: &str) -> Result<(PubSocket, String)> {
-    let mut socket = PubSocket::new();
+    let mut options = SocketOptions::default();
+    options.max_message_size(MAX_SUBSCRIBER_MESSAGE);
+    let mut socket = PubSocket::with_options(options);
     let wanted = endpoint.map_or_else(|| format!("tcp://{ip}:0"), str::to_owned);
     let bound =
         socket.bind(&wanted).await.map_err(|e| Error::transport(format!("cannot bind {what} at {wanted}: {e}")))?;

@@ -34,6 +34,10 @@ const PORT_RANGE: std::ops::Range<u16> = 35536..65535;
 const BIND_ATTEMPTS: usize = 20;
 /// The tracing target of this transport.
 const TARGET: &str = "lymph::zmq";
+/// The largest message a connection may bring by default: 64 MiB, room for lymph's real
+/// traffic (the largest bodies lymph services exchange are a few MiB) and far below what would
+/// hurt a process (see [`ZmqConfig::with_max_message_size`]).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
 /// Where and how a [`ZmqRpc`] binds and connects.
 #[derive(Debug, Clone)]
@@ -42,6 +46,7 @@ pub struct ZmqConfig {
     port: Option<u16>,
     connect_timeout: Duration,
     retry_after: Duration,
+    max_message_size: usize,
 }
 
 impl Default for ZmqConfig {
@@ -51,6 +56,7 @@ impl Default for ZmqConfig {
             port: None,
             connect_timeout: Duration::from_secs(1),
             retry_after: Duration::from_millis(500),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }
@@ -84,6 +90,15 @@ impl ZmqConfig {
     /// attempt (default 500 ms), so a dead peer costs one timeout, not one per message.
     pub fn with_retry_after(mut self, pause: Duration) -> Self {
         self.retry_after = pause;
+        self
+    }
+
+    /// The largest message a peer may send on any connection, incoming or outgoing (default
+    /// [`DEFAULT_MAX_MESSAGE_SIZE`], 64 MiB; each frame counts 64 bytes beyond its body). A
+    /// frame whose declared length would pass it is refused as its header arrives, before any
+    /// memory is reserved for it: that connection is closed and logged, the service goes on.
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
         self
     }
 }
@@ -151,10 +166,10 @@ impl Default for ZmqRpc {
     }
 }
 
-fn socket_options(identity: &str, connect_timeout: Duration) -> Result<SocketOptions> {
+fn socket_options(identity: &str, config: &ZmqConfig) -> Result<SocketOptions> {
     let identity = identity.parse().map_err(|e: ZmqError| Error::transport(format!("bad identity {identity}: {e}")))?;
     let mut options = SocketOptions::default();
-    options.peer_identity(identity).connect_timeout(connect_timeout);
+    options.peer_identity(identity).connect_timeout(config.connect_timeout).max_message_size(config.max_message_size);
     Ok(options)
 }
 
@@ -166,7 +181,7 @@ async fn bind_router(config: &ZmqConfig) -> Result<(String, RouterSocket)> {
     let mut last_error = None;
     for port in ports {
         let endpoint = format!("tcp://{}:{port}", config.ip);
-        let mut socket = RouterSocket::with_options(socket_options(&endpoint, config.connect_timeout)?);
+        let mut socket = RouterSocket::with_options(socket_options(&endpoint, config)?);
         match socket.bind(&endpoint).await {
             Ok(_) => return Ok((endpoint, socket)),
             Err(error) => last_error = Some(format!("{endpoint}: {error}")),
@@ -337,7 +352,7 @@ impl Peer {
         {
             return Err(Error::transport(format!("cannot connect to {}: {reason}", self.endpoint)));
         }
-        let mut socket = RouterSocket::with_options(socket_options(&self.own, config.connect_timeout)?);
+        let mut socket = RouterSocket::with_options(socket_options(&self.own, config)?);
         let mut monitor = socket.monitor();
         if let Err(error) = socket.connect(&self.endpoint).await {
             let reason = error.to_string();

@@ -186,3 +186,161 @@ async fn the_log_stream_sends_lymphs_three_frames() {
     assert_eq!(&received[1][..], publisher.endpoint().as_bytes());
     assert_eq!(&received[2][..], b"disk almost full");
 }
+
+/// A ZMTP 3.0 greeting with the NULL mechanism, as any ZeroMQ peer sends it first.
+fn greeting() -> Vec<u8> {
+    let mut greeting = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0];
+    greeting.extend_from_slice(b"NULL");
+    greeting.resize(64, 0);
+    greeting
+}
+
+/// A frame header (message, or command when `command`) declaring a body of `len` bytes.
+fn long_frame_header(len: u64, command: bool) -> Vec<u8> {
+    let mut header = vec![if command { 0x06 } else { 0x02 }];
+    header.extend_from_slice(&len.to_be_bytes());
+    header
+}
+
+/// A READY command with a socket type and identity, which ends the handshake.
+fn ready(identity: &str) -> Vec<u8> {
+    let mut body = vec![5];
+    body.extend_from_slice(b"READY");
+    for (name, value) in [("Socket-Type", "ROUTER"), ("Identity", identity)] {
+        body.push(u8::try_from(name.len()).unwrap());
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(&u32::try_from(value.len()).unwrap().to_be_bytes());
+        body.extend_from_slice(value.as_bytes());
+    }
+    let mut frame = vec![0x04, u8::try_from(body.len()).unwrap()];
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Connects to `endpoint` and sends `bytes`; returns whether the peer closed the connection
+/// within 5 s.
+async fn send_raw(endpoint: &str, bytes: &[u8]) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(endpoint.trim_start_matches("tcp://")).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut buffer = [0u8; 4096];
+    let closed = timeout(WAIT, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    closed.await.is_ok()
+}
+
+/// Reads `inbox` all the time, as a container does (the socket reads its connections only while
+/// its inbox is read), and hands over what arrives.
+fn drain(mut inbox: Inbox) -> tokio::sync::mpsc::UnboundedReceiver<Incoming> {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(incoming) = inbox.recv().await {
+            if sender.send(incoming).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+type Drained = tokio::sync::mpsc::UnboundedReceiver<Incoming>;
+
+async fn next_drained(inbox: &mut Drained) -> Incoming {
+    timeout(WAIT, inbox.recv()).await.expect("a message within 5 s").expect("the inbox is open")
+}
+
+/// The transport at `endpoint` still gets what `peer` sends it.
+async fn still_serves(peer: &ZmqRpc, endpoint: &str, inbox: &mut Drained) {
+    peer.send(endpoint, frames(&["ok", "REQ", "echo.echo", "h", "b"])).await.unwrap();
+    assert_eq!(next_drained(inbox).await.frames[0], Bytes::from_static(b"ok"));
+}
+
+#[tokio::test]
+async fn a_frame_declaring_a_terabyte_closes_only_its_connection() {
+    let a = ZmqRpc::default();
+    let (endpoint, inbox) = a.bind().await.unwrap();
+    let mut inbox = drain(inbox);
+    let peer = ZmqRpc::default();
+    peer.bind().await.unwrap();
+    still_serves(&peer, &endpoint, &mut inbox).await;
+    // 73 bytes: a greeting and a frame header declaring 1 TiB, before the handshake's READY.
+    let mut before = greeting();
+    before.extend(long_frame_header(1 << 40, false));
+    assert_eq!(before.len(), 73);
+    assert!(send_raw(&endpoint, &before).await, "the connection was not closed");
+    // The same after the handshake, as a command and as a message, and u64::MAX.
+    for (len, command) in [(1 << 40, false), (1 << 40, true), (u64::MAX, false)] {
+        let mut after = greeting();
+        after.extend(ready("tcp://127.0.0.1:1"));
+        after.extend(long_frame_header(len, command));
+        assert!(send_raw(&endpoint, &after).await, "the connection was not closed ({len}, {command})");
+    }
+    still_serves(&peer, &endpoint, &mut inbox).await;
+}
+
+#[tokio::test]
+async fn the_message_size_limit_counts_every_frame_of_a_message() {
+    let limit = 4096;
+    let a = ZmqRpc::new(ZmqConfig::new().with_max_message_size(limit));
+    let (endpoint, inbox) = a.bind().await.unwrap();
+    let mut inbox = drain(inbox);
+    let peer = ZmqRpc::default();
+    peer.bind().await.unwrap();
+    // Within the limit (each frame counts 64 bytes beyond its body): delivered.
+    let big = "x".repeat(3000);
+    peer.send(&endpoint, frames(&["id", "REQ", "s", "h", &big])).await.unwrap();
+    assert_eq!(next_drained(&mut inbox).await.frames[4].len(), 3000);
+    // Past it: the connection is dropped, nothing is delivered, and the peer reconnects.
+    let bigger = "x".repeat(limit);
+    peer.send(&endpoint, frames(&["too-big", "REQ", "s", "h", &bigger])).await.unwrap();
+    // A stream of empty frames is bounded by the same limit.
+    let mut empties = greeting();
+    empties.extend(ready("tcp://127.0.0.1:2"));
+    for _ in 0..100 {
+        empties.extend([0x01, 0x00]);
+    }
+    assert!(send_raw(&endpoint, &empties).await, "100 empty frames of one message were accepted");
+    let mut delivered = None;
+    for _ in 0..20 {
+        if peer.send(&endpoint, frames(&["after", "REQ", "s", "h", "b"])).await.is_ok()
+            && let Ok(Some(incoming)) = timeout(Duration::from_millis(500), inbox.recv()).await
+        {
+            delivered = Some(incoming);
+            break;
+        }
+    }
+    let delivered = delivered.expect("the peer got through again");
+    assert_eq!(delivered.frames[0], Bytes::from_static(b"after"), "the oversized message was delivered");
+}
+
+#[tokio::test]
+async fn a_peer_that_answers_with_a_terabyte_frame_only_loses_its_connection() {
+    // A "peer" that accepts a connection, completes the handshake and answers with a frame
+    // header declaring 1 TiB: the sending side is protected as the bound side is.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil = format!("tcp://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut reply = greeting();
+        reply.extend(ready("evil"));
+        reply.extend(long_frame_header(1 << 40, false));
+        stream.write_all(&reply).await.unwrap();
+        let mut buffer = [0u8; 4096];
+        while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
+    });
+    let a = ZmqRpc::default();
+    let (endpoint, inbox) = a.bind().await.unwrap();
+    let mut inbox = drain(inbox);
+    let _ = a.send(&evil, frames(&["id", "REQ", "s", "h", "b"])).await;
+    timeout(WAIT, server).await.expect("the connection to the bad peer was closed").unwrap();
+    let peer = ZmqRpc::default();
+    peer.bind().await.unwrap();
+    still_serves(&peer, &endpoint, &mut inbox).await;
+}

@@ -55,7 +55,10 @@ pub(crate) async fn follow(
 ) -> Result<(), Failure> {
     let deadline = within.map(|within| tokio::time::Instant::now() + within);
     let client = run.client().await?;
-    let mut socket = SubSocket::new();
+    // A log record is a line; a peer that declares more is not a lymph log stream.
+    let mut options = zeromq::SocketOptions::default();
+    options.max_message_size(lymph_transports::DEFAULT_MAX_MESSAGE_SIZE);
+    let mut socket = SubSocket::with_options(options);
     socket.subscribe("").await.map_err(|e| Failure::Other(format!("cannot subscribe: {e}")))?;
     // Instances by log endpoint.
     let mut followed: BTreeMap<String, ServiceInstance> = BTreeMap::new();
