@@ -38,7 +38,7 @@ fn the_invariants_hold_under_random_fault_schedules() {
         env!("CARGO_PKG_NAME"),
         env!("CARGO_CRATE_NAME"),
     )
-    .seeds(8)
+    .seeds(32)
     .tick(Duration::from_millis(10))
     .run(under_a_random_schedule);
 }
@@ -67,7 +67,7 @@ fn the_invariants_hold_under_random_infrastructure_faults() {
         env!("CARGO_PKG_NAME"),
         env!("CARGO_CRATE_NAME"),
     )
-    .seeds(4)
+    .seeds(16)
     .tick(Duration::from_millis(10))
     .run(under_random_infrastructure_faults);
 }
@@ -97,7 +97,7 @@ fn under_random_broker_restarts_only_the_restarts_lose_events() {
         env!("CARGO_PKG_NAME"),
         env!("CARGO_CRATE_NAME"),
     )
-    .seeds(4)
+    .seeds(8)
     .tick(Duration::from_millis(10))
     .run(under_random_broker_restarts);
 }
