@@ -28,7 +28,7 @@ static SPEC: InterfaceSpec = InterfaceSpec {
         MethodSpec {
             name: "change_loglevel",
             params: &["qualname", "loglevel", "period"],
-            help: "Logs `qualname` (a logger name, a `tracing` target) at `loglevel` for `period` seconds (60).",
+            help: "Logs `qualname` (one logger name or `tracing` target: up to 128 letters, digits, `_`, `.`, `:`, `-`) at `loglevel` for `period` seconds (60; more than 0, at most 86400).",
             raises: &["ValueError"],
         },
     ],
@@ -57,6 +57,41 @@ struct LogLevelArgs {
     loglevel: String,
     #[serde(default)]
     period: Option<f64>,
+}
+
+/// The longest name `lymph.change_loglevel` takes as its `qualname`, in bytes.
+pub(crate) const MAX_QUALNAME_LEN: usize = 128;
+
+/// The longest `period` `lymph.change_loglevel` takes: one day.
+pub(crate) const MAX_LOGLEVEL_PERIOD: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Checks that `qualname` names one logger (a `tracing` target such as `lymph::zmq`, or a Python
+/// logger name such as `lymph.core`): 1 to [`MAX_QUALNAME_LEN`] bytes, each an ASCII letter or
+/// digit, `_`, `.`, `:` or `-`. Nothing else, so that it cannot add filter directives (`,`, `=`,
+/// `[`, spaces) or name every logger at once.
+fn check_qualname(qualname: &str) -> Result<(), String> {
+    if qualname.is_empty() {
+        return Err("bad qualname: empty, expected a logger name".to_owned());
+    }
+    if qualname.len() > MAX_QUALNAME_LEN {
+        return Err(format!("bad qualname: longer than {MAX_QUALNAME_LEN} bytes"));
+    }
+    if let Some(bad) = qualname.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))) {
+        return Err(format!(
+            "bad qualname {qualname:?}: {bad:?} is not allowed, a logger name has only letters, digits, `_`, `.`, `:` and `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// `period` seconds as a duration, when it is more than 0 and at most [`MAX_LOGLEVEL_PERIOD`].
+fn log_period(period: f64) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(period)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= MAX_LOGLEVEL_PERIOD)
+        .ok_or_else(|| {
+            format!("bad period: {period}, expected more than 0 and at most {} seconds", MAX_LOGLEVEL_PERIOD.as_secs())
+        })
 }
 
 fn args<T: serde::de::DeserializeOwned>(method: &str, body: &[u8]) -> Result<T, CallError> {
@@ -107,10 +142,10 @@ impl Interface for Builtin {
                 }
                 "change_loglevel" => {
                     let LogLevelArgs { qualname, loglevel, period } = args(method, body)?;
-                    let period = period.unwrap_or(60.0);
-                    if !(period.is_finite() && period > 0.0) {
-                        return Err(CallError::Failed(Error::raise("ValueError", format!("bad period: {period}"))));
-                    }
+                    check_qualname(&qualname)
+                        .map_err(|reason| CallError::Failed(Error::raise("ValueError", reason)))?;
+                    let period = log_period(period.unwrap_or(60.0))
+                        .map_err(|reason| CallError::Failed(Error::raise("ValueError", reason)))?;
                     let level = loglevel.to_ascii_uppercase();
                     if !["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"].contains(&level.as_str()) {
                         return Err(CallError::Failed(Error::raise(
@@ -125,7 +160,7 @@ impl Interface for Builtin {
                         )));
                     };
                     levels
-                        .change(&qualname, &level, std::time::Duration::from_secs_f64(period))
+                        .change(&qualname, &level, period)
                         .map_err(|reason| CallError::Failed(Error::raise("ValueError", reason)))?;
                     Ok(encode(&Value::Nil))
                 }
