@@ -91,6 +91,9 @@ const DEFAULT_EXCHANGE: &str = "lymph";
 const NODE_SECTIONS: [&str; 5] = ["container", "registry", "event_system", "plugins", "dependencies"];
 /// How many `dep:` references are followed in a row before giving up (a cycle).
 const MAX_DEPENDENCY_HOPS: usize = 16;
+
+/// The longest duration a configuration key takes (timeouts, intervals): one year.
+const MAX_SECONDS: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// The name errors use for a configuration that was not read from a file.
 const STRING_SOURCE: &str = "<string>";
 
@@ -975,17 +978,21 @@ impl<'a> Section<'a> {
             .ok_or_else(|| self.invalid(&path, format!("bad size {value}: expected a number of bytes > 0")))
     }
 
-    /// A duration in seconds, as a number or a numeric string.
+    /// A duration in seconds, as a number or a numeric string, from 0 to [`MAX_SECONDS`].
     fn seconds(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
         let Some((value, path)) = self.get(key)? else { return Ok(None) };
         let seconds = match value {
             Value::Str(s) => s.trim().parse::<f64>().ok(),
             other => other.as_f64(),
         };
-        seconds
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .map(Some)
-            .ok_or_else(|| self.invalid(&path, format!("bad duration {value}: expected a number of seconds >= 0")))
+        seconds.and_then(|s| Duration::try_from_secs_f64(s).ok()).filter(|d| *d <= MAX_SECONDS).map(Some).ok_or_else(
+            || {
+                self.invalid(
+                    &path,
+                    format!("bad duration {value}: expected a number of seconds from 0 to {}", MAX_SECONDS.as_secs()),
+                )
+            },
+        )
     }
 }
 

@@ -348,6 +348,20 @@ fn rpc_connection_timing_is_read() -> Result {
 }
 
 #[test]
+fn durations_are_at_most_a_year() -> Result {
+    for seconds in ["1e19", "1e300", "31536001"] {
+        let yaml = format!("{CONTAINER}  rpc:\n    connection: {{timeout: {seconds}}}\n");
+        let err = error(Config::from_yaml_str(&yaml, None)?.container());
+        assert_eq!(err.key(), Some("container.rpc.connection.timeout"), "{seconds}");
+        assert!(err.to_string().contains("from 0 to 31536000"), "{seconds}: {err}");
+    }
+    let yaml = format!("{CONTAINER}  rpc:\n    connection: {{timeout: 31536000}}\n");
+    let timing = Config::from_yaml_str(&yaml, None)?.container()?.connection;
+    assert_eq!(timing.timeout, Some(Duration::from_secs(31_536_000)));
+    Ok(())
+}
+
+#[test]
 fn the_monitoring_interval_is_read_and_must_be_positive() -> Result {
     assert_eq!(Config::from_yaml_str(CONTAINER, None)?.container()?.monitoring_interval, None);
     let yaml = format!("{CONTAINER}  monitoring:\n    interval: 0.25\n");

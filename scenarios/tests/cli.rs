@@ -94,6 +94,38 @@ async fn request_failures_are_one_line_with_distinct_exit_statuses() {
 }
 
 #[tokio::test]
+async fn numbers_out_of_range_and_an_empty_event_type_are_bad_input() {
+    let cluster = Cluster::new().await;
+    let trace_id = "0123456789abcdef0123456789abcdef";
+    let text = r#"{"text": "x"}"#;
+    let cases: [(&[&str], &str); 13] = [
+        (&["request", "echo.upper", text, "--timeout", "1e20"], "--timeout 100000000000000000000 is not"),
+        (&["request", "echo.upper", text, "--timeout=nan"], "--timeout NaN is not"),
+        (&["request", "echo.upper", text, "--timeout", "0"], "--timeout 0 is not"),
+        (&["request", "echo.upper", text, "--timeout", "86401"], "at most 86400"),
+        (&["request", "echo.upper", text, "-N", "2", "-C", "1000000000000"], "-C 1000000000000 is more than 10000"),
+        (&["trace", trace_id, "--for", "1e20"], "--for 100000000000000000000 is not"),
+        (&["trace", trace_id, "--for=-1"], "--for -1 is not"),
+        (&["top", "-i", "1e20"], "--interval 100000000000000000000 is not"),
+        (&["top", "-i", "inf"], "--interval inf is not"),
+        (&["change-loglevel", "echo", "-n", "x", "-l", "debug", "-p", "1e300"], "--period"),
+        (&["change-loglevel", "echo", "-n", "x", "-l", "debug", "-p", "0"], "--period 0 is not"),
+        (&["emit", "", "{}"], "<event_type> is empty"),
+        (&["emit", ""], "<event_type> is empty"),
+    ];
+    for (args, message) in cases {
+        let outcome = cluster.run(args).await;
+        assert_eq!(outcome.code, 9, "{args:?}: {}", outcome.err);
+        assert!(outcome.err.contains(message), "{args:?}: {}", outcome.err);
+        assert_eq!(outcome.err.lines().count(), 1, "{args:?}: {}", outcome.err);
+        assert!(outcome.out.is_empty(), "{args:?}: {}", outcome.out);
+    }
+    // The longest period and timeout still work.
+    let upper = cluster.run(&["request", "echo.upper", text, "--timeout", "86400"]).await;
+    assert_eq!((upper.code, upper.out.as_str()), (0, "'X'\n"), "{}", upper.err);
+}
+
+#[tokio::test]
 async fn request_with_n_and_c_reports_speed_and_percentiles() {
     let cluster = Cluster::new().await;
     let load = cluster.run(&["request", "-N", "200", "-C", "8", "echo.echo", r#"{"text": "x"}"#]).await;
@@ -233,6 +265,12 @@ async fn change_loglevel_reaches_every_instance() {
     let bad = cluster.run(&["change-loglevel", "echo", "-n", "x", "-l", "LOUD"]).await;
     assert_eq!(bad.code, 8, "{}", bad.err);
     assert!(bad.out.contains("unknown loglevel"), "{}", bad.out);
+
+    // A qualname names one logger: no filter directives.
+    let directive = cluster.run(&["change-loglevel", "echo", "-n", "trace,x", "-l", "ERROR", "-p", "2"]).await;
+    assert_eq!(directive.code, 8, "{}", directive.err);
+    assert!(directive.out.contains("bad qualname \"trace,x\""), "{}", directive.out);
+    assert_eq!(recorded.0.lock().unwrap().len(), 1, "nothing more was changed");
 }
 
 /// `[name, value, tags]` entries of `series` named `name` whose tag `key` is `value`.

@@ -19,6 +19,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(run: &mut Run<'_>, args: &Args) -> Result<(), Failure> {
+    if args.event_type.is_empty() {
+        return Err(Failure::BadInput("<event_type> is empty: name the event's type, e.g. `order.created`".to_owned()));
+    }
     let body = match &args.body {
         Some(text) => parse_json("<body>", text)?,
         None => Value::Map(Vec::new()),

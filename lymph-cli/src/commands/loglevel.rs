@@ -2,7 +2,7 @@
 
 use lymph_core::Value;
 
-use crate::commands::{Failure, Run};
+use crate::commands::{Failure, Run, seconds};
 
 /// Changes a logger's level on every instance of a service.
 ///
@@ -24,6 +24,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(run: &mut Run<'_>, args: &Args) -> Result<(), Failure> {
+    seconds("--period", args.period)?;
     let client = run.client().await?;
     let outcome = async {
         let instances = client.lookup(&args.address).await?;

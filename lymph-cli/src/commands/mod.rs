@@ -191,6 +191,22 @@ impl From<std::io::Error> for Failure {
     }
 }
 
+/// The most seconds an option of a command takes (`--timeout`, `--for`, `-i`, `-p`): one day.
+pub(crate) const MAX_SECONDS: u64 = 24 * 60 * 60;
+
+/// `value` seconds of the option `option` as a duration: more than 0 and at most
+/// [`MAX_SECONDS`], else bad input.
+pub(crate) fn seconds(option: &str, value: f64) -> Result<std::time::Duration, Failure> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero() && d.as_secs_f64() <= MAX_SECONDS as f64)
+        .ok_or_else(|| {
+            Failure::BadInput(format!(
+                "{option} {value} is not a number of seconds more than 0 and at most {MAX_SECONDS}"
+            ))
+        })
+}
+
 /// What a command runs with.
 pub(crate) struct Run<'a> {
     pub(crate) app: &'a Application,

@@ -7,6 +7,9 @@ use tokio::process::{Child, Command};
 
 use crate::commands::{Failure, Run};
 
+/// The most processes `numprocesses` starts of one instance.
+const MAX_PROCESSES: i64 = 1024;
+
 /// Runs the configuration's `instances`, restarting those that exit.
 ///
 /// Starts `instances.<name>.command` (split on spaces, no shell) `numprocesses` times, once by
@@ -63,8 +66,11 @@ pub(crate) async fn run(run: &mut Run<'_>, _args: &Args) -> Result<(), Failure> 
         }
         let count = match settings.get("numprocesses") {
             None | Some(Value::Nil) => 1,
-            Some(value) => value.as_i64().filter(|n| *n >= 1).ok_or_else(|| {
-                Failure::Config(format!("{}: instances.{name}.numprocesses must be a positive integer", config.file()))
+            Some(value) => value.as_i64().filter(|n| (1..=MAX_PROCESSES).contains(n)).ok_or_else(|| {
+                Failure::Config(format!(
+                    "{}: instances.{name}.numprocesses must be an integer from 1 to {MAX_PROCESSES}",
+                    config.file()
+                ))
             })?,
         };
         for _ in 0..count {

@@ -3,13 +3,13 @@
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use lymph_core::{Container, Error, Message, Proxy, Value};
 
-use crate::commands::{Failure, Run};
+use crate::commands::{Failure, Run, seconds};
 use crate::output::{lymph_json, python_repr};
 
 /// Sends an RPC request and prints the reply.
@@ -45,6 +45,9 @@ pub(crate) struct Args {
     concurrency: usize,
 }
 
+/// The most requests `-C` keeps in flight at once (each has a task of its own).
+const MAX_CONCURRENCY: usize = 10_000;
+
 /// Parses the JSON text `text` (what `what` names) into a value.
 pub(crate) fn parse_json(what: &str, text: &str) -> Result<Value, Failure> {
     let json: serde_json::Value =
@@ -79,17 +82,15 @@ pub(crate) async fn run(run: &mut Run<'_>, args: &Args) -> Result<(), Failure> {
     if !matches!(params, Value::Map(_)) {
         return Err(Failure::BadInput("<params> must be a JSON object of keyword arguments".to_owned()));
     }
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return Err(Failure::BadInput(format!("--timeout {} is not a positive number of seconds", args.timeout)));
-    }
+    let timeout = seconds("--timeout", args.timeout)?;
     if args.number == 0 || args.concurrency == 0 {
         return Err(Failure::BadInput("-N and -C must be at least 1".to_owned()));
     }
+    if args.concurrency > MAX_CONCURRENCY {
+        return Err(Failure::BadInput(format!("-C {} is more than {MAX_CONCURRENCY}", args.concurrency)));
+    }
     let client = run.client().await?;
-    let mut proxy = client
-        .proxy(args.address.as_deref().unwrap_or(&service))
-        .namespace(&service)
-        .timeout(Duration::from_secs_f64(args.timeout));
+    let mut proxy = client.proxy(args.address.as_deref().unwrap_or(&service)).namespace(&service).timeout(timeout);
     if let Some(version) = &version {
         proxy = proxy.version(version);
     }
@@ -156,7 +157,8 @@ async fn many(
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..args.concurrency {
+    // More workers than requests would have nothing to send.
+    for _ in 0..args.concurrency.min(args.number) {
         let (proxy, method, body, next, progress) =
             (proxy.clone(), method.to_owned(), body.clone(), next.clone(), progress.clone());
         let total = args.number;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use lymph_core::{Container, Error, Value};
 
-use crate::commands::{Failure, Run};
+use crate::commands::{Failure, Run, seconds};
 
 /// Shows calls/s, errors, latency and memory of every instance.
 ///
@@ -98,9 +98,7 @@ async fn poll(client: &Container, endpoints: &BTreeMap<String, Vec<String>>) -> 
 }
 
 pub(crate) async fn run(run: &mut Run<'_>, args: &Args) -> Result<(), Failure> {
-    if !(args.interval.is_finite() && args.interval > 0.0) {
-        return Err(Failure::BadInput(format!("--interval {} is not a positive number of seconds", args.interval)));
-    }
+    let interval = seconds("--interval", args.interval)?;
     let client = run.client().await?;
     let outcome = async {
         let live = std::io::stdout().is_terminal();
@@ -109,7 +107,7 @@ pub(crate) async fn run(run: &mut Run<'_>, args: &Args) -> Result<(), Failure> {
         let mut at = Instant::now();
         let mut shown = 0;
         while args.iterations.is_none_or(|n| shown < n) {
-            tokio::time::sleep(Duration::from_secs_f64(args.interval)).await;
+            tokio::time::sleep(interval).await;
             let now = poll(&client, &endpoints).await;
             let elapsed = at.elapsed().as_secs_f64();
             at = Instant::now();

@@ -1,8 +1,6 @@
 //! `trace`: the log records of one trace id, from every instance, as they happen.
 
-use std::time::Duration;
-
-use crate::commands::{Failure, Run, tail};
+use crate::commands::{Failure, Run, seconds, tail};
 
 /// Follows one trace id through the cluster.
 ///
@@ -27,11 +25,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(run: &mut Run<'_>, args: &Args) -> Result<(), Failure> {
     let threshold =
         tail::rank(&args.level).ok_or_else(|| Failure::BadInput(format!("unknown log level {:?}", args.level)))?;
-    let within = match args.seconds {
-        Some(seconds) if seconds.is_finite() && seconds > 0.0 => Some(Duration::from_secs_f64(seconds)),
-        Some(seconds) => return Err(Failure::BadInput(format!("--for {seconds} is not a positive number of seconds"))),
-        None => None,
-    };
+    let within = args.seconds.map(|value| seconds("--for", value)).transpose()?;
     let needle = format!("trace_id=\"{}\"", args.trace_id);
     tail::follow(run, &["lymph".to_owned()], threshold, args.count, within, |text| text.contains(&needle)).await
 }
