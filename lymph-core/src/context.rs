@@ -68,7 +68,8 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// When `body` cannot be encoded or the event system fails.
+    /// When `event_type` is empty ([`Error::Config`](crate::Error::Config)), `body` cannot be
+    /// encoded or the event system fails.
     pub async fn emit(&self, event_type: &str, body: impl Serialize) -> Result<()> {
         self.emit_delayed(event_type, body, Duration::ZERO).await
     }
@@ -77,8 +78,10 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// When `body` cannot be encoded or the event system fails.
+    /// When `event_type` is empty ([`Error::Config`](crate::Error::Config)), `body` cannot be
+    /// encoded or the event system fails.
     pub async fn emit_delayed(&self, event_type: &str, body: impl Serialize, delay: Duration) -> Result<()> {
+        crate::event::check_event_type(event_type)?;
         let body = crate::value::to_value(&body)?;
         self.shared.emit(event_type, body, &self.trace_id, delay).await
     }

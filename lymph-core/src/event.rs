@@ -186,6 +186,20 @@ pub trait EventSystem: Send + Sync + fmt::Debug {
     fn subscribe(&self, subscription: Subscription) -> BoxFuture<'_, Result<Deliveries>>;
 }
 
+/// Checks that events of `event_type` can be published: an empty type (an empty routing key)
+/// is never what anyone means. [`Context::emit`](crate::Context::emit) and every
+/// [`EventSystem`] of lymph-rs refuse it.
+///
+/// # Errors
+///
+/// [`Error::Config`](crate::Error::Config) when `event_type` is empty.
+pub fn check_event_type(event_type: &str) -> Result<()> {
+    if event_type.is_empty() {
+        return Err(crate::Error::Config("an event type must not be empty".to_owned()));
+    }
+    Ok(())
+}
+
 /// Whether the event type `event_type` matches the topic `pattern` (`*` one word, `#` zero or more).
 pub fn topic_matches(pattern: &str, event_type: &str) -> bool {
     fn go(pattern: &[&str], words: &[&str]) -> bool {

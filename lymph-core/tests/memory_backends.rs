@@ -100,6 +100,19 @@ async fn rpc_close_unbinds() -> Result {
 // Events
 
 #[tokio::test]
+async fn an_empty_event_type_is_refused() -> Result {
+    let events = MemoryEvents::new();
+    let mut all = events.subscribe(sub("q-all", &["#"])).await?;
+    for delay in [Duration::ZERO, Duration::from_millis(1)] {
+        let emitted = events.emit(event("", 1), delay).await;
+        assert!(matches!(emitted, Err(Error::Config(_))), "{emitted:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(drain(&mut all).is_empty());
+    Ok(())
+}
+
+#[tokio::test]
 async fn topic_routing_with_wildcards() -> Result {
     let events = MemoryEvents::new();
     let mut star = events.subscribe(sub("q-star", &["order.*"])).await?;

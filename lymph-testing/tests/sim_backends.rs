@@ -228,6 +228,27 @@ fn broker_delivers_and_acks_across_hosts() -> Result {
 }
 
 #[test]
+fn the_broker_client_refuses_an_empty_event_type() -> Result {
+    let timeline = Timeline::new();
+    let mut sim = sim(4);
+    let events = lymph_core::memory::MemoryEvents::new();
+    let broker_state = events.clone();
+    sim.host("broker", move || {
+        sim::broker_server_on(SimHost::new("broker", Timeline::new()), sim::DEFAULT_BROKER_PORT, broker_state.clone())
+    });
+    let tl = timeline.clone();
+    sim.client("producer", async move {
+        let events = SimEvents::connect(BROKER, &SimHost::new("producer", tl))?;
+        let emitted = events.emit(Event::new("", Value::Nil, None), Duration::ZERO).await;
+        assert!(matches!(emitted, Err(Error::Config(_))), "{emitted:?}");
+        Ok(())
+    });
+    run(&mut sim, |_| {})?;
+    assert!(timeline.entries().iter().all(|e| e.kind != "emit"), "nothing was emitted");
+    Ok(())
+}
+
+#[test]
 fn unacked_delivery_goes_to_another_consumer_when_its_host_crashes() -> Result {
     let timeline = Timeline::new();
     let mut sim = sim(4);

@@ -424,6 +424,7 @@ impl fmt::Debug for AmqpEvents {
 impl EventSystem for AmqpEvents {
     fn emit(&self, event: Event, delay: Duration) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
+            lymph_core::event::check_event_type(&event.event_type)?;
             let shared = &self.shared;
             let link = shared.current()?;
             let payload = event.to_msgpack();

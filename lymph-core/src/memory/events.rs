@@ -293,6 +293,7 @@ fn enqueue(shared: &Arc<Mutex<Broker>>, queue: &str, event: Event, seq: Option<u
 impl EventSystem for MemoryEvents {
     fn emit(&self, event: Event, delay: Duration) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
+            crate::event::check_event_type(&event.event_type)?;
             if delay.is_zero() {
                 self.publish(event);
             } else {

@@ -673,6 +673,7 @@ impl SimEvents {
 impl EventSystem for SimEvents {
     fn emit(&self, event: Event, delay: Duration) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
+            lymph_core::event::check_event_type(&event.event_type)?;
             let detail = if delay.is_zero() { String::new() } else { format!("delay={delay:?}") };
             self.timeline
                 .record(Entry::now(&self.host, "emit", &event.event_type).trace(event.trace_id()).detail(detail));
