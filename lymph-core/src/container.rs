@@ -801,7 +801,11 @@ impl Container {
     /// | `process.memory.rss` | | resident memory of the process in bytes (Linux) |
     ///
     /// Every entry also carries the container's `identity` and `endpoint` tags. Counters count
-    /// from the container's start; heartbeats (`lymph.ping`) are not counted.
+    /// from the container's start; heartbeats (`lymph.ping`) are not counted. A `subject` is
+    /// one of a method its interface declares (the built-in `lymph.*` ones included); requests
+    /// for any other method of an interface count under the one subject `unknown` (requests for
+    /// an interface the container does not have are not counted), and an HTTP `method` other
+    /// than the standard ones counts as `OTHER`, so that made-up names add no series.
     pub fn metrics(&self) -> Value {
         self.shared.metrics_series()
     }
@@ -1042,7 +1046,8 @@ async fn handle_request(shared: Arc<Shared>, source: String, request: Message, _
             MessageKind::Nack => Some("NACK"),
             _ => None,
         };
-        shared.metrics.request(&request.subject, duration, error);
+        let declared = installed.interface.spec().method(method).is_some();
+        shared.metrics.request(&request.subject, declared, duration, error);
         shared.plugins.handled(&Handled {
             kind: HandledKind::Rpc,
             interface: &installed.name,

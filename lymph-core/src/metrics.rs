@@ -12,6 +12,14 @@ use crate::Value;
 /// The upper bounds of the latency histograms' buckets, in milliseconds (then `+Inf`).
 const BUCKETS_MS: [f64; 13] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
 
+/// The `subject` tag of the requests for a method their interface does not declare.
+///
+/// A subject that names a method has a `.` in it, so it never reads `unknown`.
+pub(crate) const UNKNOWN_SUBJECT: &str = "unknown";
+
+/// The HTTP methods the `method` tag of `http.requests` names; any other counts as `OTHER`.
+const HTTP_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
 /// One metric before the container's tags are added: name, value, own tags.
 type Entry = (String, Value, Vec<(String, Value)>);
 
@@ -96,8 +104,11 @@ impl Metrics {
     }
 
     /// A request for `subject` was handled in `duration`; `error` is its reply kind (`ERROR` or
-    /// `NACK`) if it failed.
-    pub(crate) fn request(&self, subject: &str, duration: Duration, error: Option<&'static str>) {
+    /// `NACK`) if it failed. `declared` says whether its interface declares the method: the
+    /// requests of every other subject, which anyone can make up, count as [`UNKNOWN_SUBJECT`],
+    /// so that they add no series.
+    pub(crate) fn request(&self, subject: &str, declared: bool, duration: Duration, error: Option<&'static str>) {
+        let subject = if declared { subject } else { UNKNOWN_SUBJECT };
         let mut counts = self.counts();
         // Known subjects, the usual case, cost no allocation.
         if !counts.requests.contains_key(subject) {
@@ -122,8 +133,10 @@ impl Metrics {
         *counts.events.entry(key).or_default() += 1;
     }
 
-    /// An HTTP request to the web interface `interface` was answered with `status`.
+    /// An HTTP request to the web interface `interface` was answered with `status`. A method
+    /// other than the standard ones (which anyone can make up) counts as `OTHER`.
     pub(crate) fn http(&self, interface: &str, method: &str, status: u16, duration: Duration) {
+        let method = if HTTP_METHODS.contains(&method) { method } else { "OTHER" };
         let mut counts = self.counts();
         *counts.http.entry((interface.to_owned(), method.to_owned(), status)).or_default() += 1;
         // A known interface, the usual case, costs no allocation.
@@ -281,8 +294,8 @@ mod tests {
     #[test]
     fn prometheus_text_has_one_family_per_name_with_labels_and_types() {
         let metrics = Metrics::default();
-        metrics.request("echo.upper", Duration::from_millis(2), None);
-        metrics.request("echo.upper", Duration::from_millis(3), Some("NACK"));
+        metrics.request("echo.upper", true, Duration::from_millis(2), None);
+        metrics.request("echo.upper", true, Duration::from_millis(3), Some("NACK"));
         metrics.http("web", "POST", 200, Duration::from_millis(1));
         let text = prometheus_text(&metrics.series(1, 0, &[("identity", "ab\"c")]));
         assert!(
@@ -319,5 +332,29 @@ mod tests {
         assert!(text.contains("lymph_rpc_latency_ms_sum{subject=\"echo.upper\",identity=\"ab\\\"c\"} 5\n"), "{text}");
         assert!(text.contains("lymph_rpc_latency_ms_count{subject=\"echo.upper\",identity=\"ab\\\"c\"} 2\n"), "{text}");
         assert!(text.contains("# TYPE lymph_http_latency_ms histogram"), "{text}");
+    }
+
+    #[test]
+    fn made_up_subjects_and_http_methods_add_no_series() {
+        let metrics = Metrics::default();
+        metrics.request("echo.upper", true, Duration::from_millis(1), None);
+        metrics.http("web", "GET", 200, Duration::from_millis(1));
+        let before = metrics.series(0, 0, &[]).as_array().map_or(0, <[Value]>::len);
+        for n in 0..5000 {
+            metrics.request(&format!("echo.made_up_{n}"), false, Duration::from_millis(1), Some("NACK"));
+            metrics.http("web", &format!("MADEUP{n}"), 405, Duration::from_millis(1));
+        }
+        let series = metrics.series(0, 0, &[]);
+        let after = series.as_array().map_or(0, <[Value]>::len);
+        // One `unknown` subject (rpc, its NACKs, duration, histogram) and one `OTHER` method.
+        assert!(after <= before + 20, "{before} series grew to {after}");
+        let text = prometheus_text(&series);
+        assert!(text.contains("lymph_rpc{subject=\"unknown\"} 5000\n"), "{text}");
+        assert!(text.contains("lymph_rpc_error_count{subject=\"unknown\",kind=\"NACK\"} 5000\n"), "{text}");
+        assert!(
+            text.contains("lymph_http_requests{interface=\"web\",method=\"OTHER\",status=\"405\"} 5000\n"),
+            "{text}"
+        );
+        assert!(!text.contains("made_up") && !text.contains("MADEUP"), "{text}");
     }
 }

@@ -325,3 +325,103 @@ async fn metrics_are_those_of_get_metrics_and_the_monitoring_endpoint_is_registe
     stopped.await.unwrap();
     service.stopped().await;
 }
+
+/// Records the log level changes asked of it.
+#[derive(Debug, Default)]
+struct Levels(Mutex<Vec<(String, String, Duration)>>);
+
+impl lymph::LogLevels for Levels {
+    fn change(&self, target: &str, level: &str, period: Duration) -> Result<(), String> {
+        self.0.lock().unwrap().push((target.to_owned(), level.to_owned(), period));
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn change_loglevel_takes_one_logger_name_and_a_bounded_period() {
+    let network = MemoryNetwork::new();
+    let levels = Arc::new(Levels::default());
+    let service = Container::builder()
+        .network(&network)
+        .interface(Probe::default())
+        .log_levels(levels.clone())
+        .start()
+        .await
+        .unwrap();
+    let client = Container::builder().network(&network).start().await.unwrap();
+    let change = |qualname: &str, period: f64| {
+        let body = Value::map([
+            ("qualname", Value::from(qualname)),
+            ("loglevel", Value::from("ERROR")),
+            ("period", Value::F64(period)),
+        ]);
+        let proxy = client.proxy(service.endpoint()).namespace("lymph");
+        async move { proxy.call::<Value, _>("change_loglevel", &body).await }
+    };
+    for qualname in ["lymph", "lymph::zmq", "zookeeper_client", "lymph.core", "echo-1"] {
+        change(qualname, 2.0).await.unwrap_or_else(|e| panic!("{qualname}: {e}"));
+    }
+    change("echo", 86_400.0).await.unwrap();
+    let long = "a".repeat(129);
+    for qualname in ["trace,x", "", "lymph=trace", "a b", "lymph[span]", "x{y}", "é", long.as_str()] {
+        let refused = change(qualname, 2.0).await;
+        assert!(
+            matches!(&refused, Err(Error::RemoteError { type_name, message }) if type_name == "ValueError" && message.contains("qualname")),
+            "{qualname:?}: {refused:?}"
+        );
+    }
+    for period in [1e300, f64::INFINITY, f64::NAN, 0.0, -1.0, 1e-12, 86_400.5] {
+        let refused = change("lymph", period).await;
+        assert!(
+            matches!(&refused, Err(Error::RemoteError { type_name, message }) if type_name == "ValueError" && message.contains("period")),
+            "{period}: {refused:?}"
+        );
+    }
+    let recorded: Vec<(String, Duration)> =
+        levels.0.lock().unwrap().iter().map(|(target, _, period)| (target.clone(), *period)).collect();
+    let two = Duration::from_secs(2);
+    assert_eq!(
+        recorded,
+        [
+            ("lymph".to_owned(), two),
+            ("lymph::zmq".to_owned(), two),
+            ("zookeeper_client".to_owned(), two),
+            ("lymph.core".to_owned(), two),
+            ("echo-1".to_owned(), two),
+            ("echo".to_owned(), Duration::from_secs(86_400)),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_for_made_up_methods_add_no_series() {
+    let network = MemoryNetwork::new();
+    let service = start(&network, Probe::default()).await;
+    let client = Container::builder().network(&network).start().await.unwrap();
+    let probe: ProbeClient = client.client();
+    assert_eq!(probe.add(1, 1).await.unwrap(), 2);
+    let series = |metrics: &Value| metrics.as_array().map_or(0, <[Value]>::len);
+    let before = series(&service.metrics());
+    let proxy = client.proxy("probe");
+    for n in 0..3000 {
+        let made_up = proxy.request(&format!("made_up_{n}"), Bytes::from(Value::Map(Vec::new()).to_msgpack())).await;
+        assert!(matches!(made_up, Ok(ref reply) if reply.kind == MessageKind::Nack), "{made_up:?}");
+    }
+    let metrics = service.metrics();
+    // The made-up subjects share one: `rpc`, its NACKs, its duration and its histogram.
+    assert!(series(&metrics) <= before + 20, "{before} series grew to {}", series(&metrics));
+    assert_eq!(counted(&metrics, "rpc", "unknown"), Some(Value::Int(3000)), "{metrics}");
+    assert_eq!(counted(&metrics, "rpc", "probe.add"), Some(Value::Int(1)), "{metrics}");
+    assert_eq!(counted(&metrics, "rpc", "probe.made_up_0"), None, "{metrics}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_event_type_is_refused() {
+    let network = MemoryNetwork::new();
+    let client = Container::builder().network(&network).start().await.unwrap();
+    let emitted = client.emit("", Value::Map(Vec::new())).await;
+    assert!(matches!(emitted, Err(Error::Config(ref m)) if m.contains("event type")), "{emitted:?}");
+    let delayed = client.context().emit_delayed("", Value::Map(Vec::new()), Duration::from_secs(1)).await;
+    assert!(matches!(delayed, Err(Error::Config(_))), "{delayed:?}");
+    client.emit("probe.done", Value::Map(Vec::new())).await.unwrap();
+}
