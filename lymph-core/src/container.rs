@@ -1,7 +1,7 @@
 //! The container: hosts interfaces, serves their requests and events, registers them, and
 //! makes requests to other services.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -117,6 +117,8 @@ pub(crate) struct Shared {
     pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
     peers: Mutex<Peers>,
     watches: Mutex<BTreeMap<String, InstanceWatch>>,
+    /// The instances proxies skipped as unusable, each logged once.
+    pub(crate) skipped: crate::proxy::Skipped,
     /// What the container registered, undone by `stop`: services first, then web interfaces.
     registrations: Mutex<Vec<(Namespace, String, String)>>,
     /// The web interfaces, also among `interfaces`.
@@ -201,6 +203,21 @@ impl Shared {
 
     pub(crate) fn peer_status(&self, endpoint: &str) -> PeerStatus {
         self.peers.lock().expect("peers lock").status(endpoint, &self.connection, tokio::time::Instant::now())
+    }
+
+    /// Notes that a request to `endpoint` could not be sent: the peer is not chosen again until
+    /// it is heard from.
+    pub(crate) fn peer_unreachable(&self, endpoint: &str) {
+        self.peers.lock().expect("peers lock").unreachable(endpoint, tokio::time::Instant::now());
+    }
+
+    /// The endpoints of the registered instances of every service this container has looked up.
+    fn registered_endpoints(&self) -> BTreeSet<String> {
+        let watches = self.watches.lock().expect("watches lock");
+        watches
+            .values()
+            .flat_map(|watch| watch.borrow().iter().map(|i| i.endpoint.clone()).collect::<Vec<_>>())
+            .collect()
     }
 
     /// Sends a request and waits for its reply, whatever its kind.
@@ -609,6 +626,7 @@ impl ContainerBuilder {
             pending: Mutex::new(HashMap::new()),
             peers: Mutex::new(Peers::default()),
             watches: Mutex::new(BTreeMap::new()),
+            skipped: crate::proxy::Skipped::default(),
             registrations: Mutex::new(Vec::new()),
             webs,
             web_network,
@@ -1077,7 +1095,13 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
-/// Sends `lymph.ping` to every known peer every heartbeat interval, as lymph does.
+/// Sends `lymph.ping` to every known peer every heartbeat interval, as lymph does, and forgets
+/// the peers that left (see `Peers::prune`).
+///
+/// Each peer's heartbeat is independent of the others', as lymph's per-connection heartbeat
+/// loops are: a ping is sent right here, and one that cannot be sent at once (a connection being
+/// made, maybe to a peer that is gone and costs the transport's connect timeout) finishes in a
+/// task of its own while the others go out; that peer is skipped until its ping has ended.
 async fn heartbeat(shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(shared.connection.heartbeat_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1088,11 +1112,17 @@ async fn heartbeat(shared: Arc<Shared>) {
             () = shared.shutdown.wait() => break,
             _ = interval.tick() => {}
         }
-        let endpoints = {
+        let registered = shared.registered_endpoints();
+        let (endpoints, forgotten) = {
             let mut peers = shared.peers.lock().expect("peers lock");
-            peers.prune(shared.connection.timeout * 20, tokio::time::Instant::now());
-            peers.endpoints()
+            let now = tokio::time::Instant::now();
+            let forgotten = peers.prune(|endpoint| registered.contains(endpoint), &shared.connection, now);
+            (peers.heartbeats_due(), forgotten)
         };
+        for endpoint in forgotten {
+            tracing::debug!(target: TRACING_TARGET, endpoint, "forgetting a peer that left");
+            shared.rpc.disconnect(&endpoint);
+        }
         for endpoint in endpoints {
             let ping = Message {
                 id: shared.new_id(),
@@ -1101,11 +1131,20 @@ async fn heartbeat(shared: Arc<Shared>) {
                 headers: Headers::rpc(None, Some(&shared.new_id())),
                 body: body.clone(),
             };
-            if let Err(error) = shared.rpc.send(&endpoint, ping.to_frames()).await {
-                tracing::trace!(target: TRACING_TARGET, %error, endpoint, "heartbeat not sent");
+            let mut sending = Box::pin(send_ping(shared.clone(), endpoint, ping.to_frames()));
+            if futures::poll!(sending.as_mut()).is_pending() {
+                tokio::spawn(sending);
             }
         }
     }
+}
+
+/// Sends one heartbeat and notes that it ended.
+async fn send_ping(shared: Arc<Shared>, endpoint: String, frames: crate::rpc::Frames) {
+    if let Err(error) = shared.rpc.send(&endpoint, frames).await {
+        tracing::trace!(target: TRACING_TARGET, %error, endpoint, "heartbeat not sent");
+    }
+    shared.peers.lock().expect("peers lock").pinged(&endpoint);
 }
 
 /// The next delivery of a subscription, or `None` once the container stops or the subscription

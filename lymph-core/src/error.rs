@@ -90,6 +90,18 @@ pub enum Error {
     Transport(#[source] BoxError),
 }
 
+/// The source of an [`Error::not_sent`]: the transport's reason.
+#[derive(Debug)]
+struct NotSent(String);
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotSent {}
+
 fn not_connected_message(service: &str, reason: NotConnectedReason) -> String {
     match reason {
         NotConnectedReason::NoInstances => format!("not connected: service {service:?} has no instances"),
@@ -114,6 +126,24 @@ impl Error {
     /// Wraps a backend error.
     pub fn transport(error: impl Into<BoxError>) -> Self {
         Self::Transport(error.into())
+    }
+
+    /// A transport error for a message that certainly did not leave this process: the endpoint
+    /// does not parse, nobody is bound there, the connection was refused or timed out before a
+    /// byte of the message was written. It is an [`Error::Transport`] that says `reason`.
+    ///
+    /// Transports return it from [`RpcTransport::send`](crate::RpcTransport::send) when they know
+    /// this, so that a [`Proxy`](crate::Proxy) may send the request to another instance instead;
+    /// an error after which the message may have arrived must be an ordinary
+    /// [`transport`](Self::transport) error.
+    pub fn not_sent(reason: impl Into<String>) -> Self {
+        Self::Transport(Box::new(NotSent(reason.into())))
+    }
+
+    /// Whether this error says a message certainly was not sent (see [`not_sent`](Self::not_sent)),
+    /// so that no handler saw it.
+    pub fn is_not_sent(&self) -> bool {
+        matches!(self, Self::Transport(error) if error.is::<NotSent>())
     }
 
     /// Whether this is a [`Error::RemoteError`] of the given type.

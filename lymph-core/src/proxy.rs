@@ -1,7 +1,8 @@
 //! Calling services: [`Proxy`], the dynamic client every typed client wraps.
 
+use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,7 +22,11 @@ use crate::{Error, Message, MessageKind, Result, Value, codec};
 /// it carries the trace id of the context it came from. Instance choice is lymph's: look the
 /// service up in the registry, keep the instances whose version satisfies the requested one,
 /// skip those that stopped answering heartbeats, pick one at random (from the container's seeded
-/// generator). Cloning is cheap.
+/// generator). Registrations that cannot be used do not fail a call while a usable instance
+/// exists: an instance whose version does not parse is skipped, and one that the request
+/// certainly could not be sent to (its endpoint does not parse, nothing listens there) is marked
+/// unresponsive until it answers and the request goes to another; each such instance is logged
+/// once. A request that may have been delivered is never sent twice. Cloning is cheap.
 ///
 /// # Errors
 ///
@@ -144,16 +149,44 @@ impl Proxy {
         self.request_subject(&format!("{}.{method}", self.namespace), body).await
     }
 
+    /// Sends the request to an instance chosen by [`pick`](Self::pick); while sending certainly
+    /// fails before the request left ([`Error::is_not_sent`]: an endpoint that does not parse or
+    /// refuses the connection), marks that instance unreachable and sends to another one. A
+    /// request that may have reached a handler (a timeout, any other error) is never sent again.
     async fn request_subject(&self, subject: &str, body: Bytes) -> Result<Message> {
-        let (endpoint, version) = self.pick().await?;
-        self.shared.request(&endpoint, subject, version.as_deref(), &self.trace_id, body, self.timeout).await
+        if self.address.contains("://") {
+            return self.shared.request(&self.address, subject, None, &self.trace_id, body, self.timeout).await;
+        }
+        let mut tried: Vec<String> = Vec::new();
+        let mut last_error = None;
+        loop {
+            let (endpoint, version) = match self.pick(&tried).await {
+                Ok(chosen) => chosen,
+                // Every instance left failed as the last one did: its error says more.
+                Err(error) => return Err(last_error.unwrap_or(error)),
+            };
+            let sent =
+                self.shared.request(&endpoint, subject, version.as_deref(), &self.trace_id, body.clone(), self.timeout);
+            match sent.await {
+                Err(error) if error.is_not_sent() => {
+                    self.shared.peer_unreachable(&endpoint);
+                    if self.shared.skipped.first(&endpoint) {
+                        tracing::warn!(
+                            target: crate::TRACING_TARGET, service = %self.address, endpoint, %error,
+                            "cannot send to an instance, skipping it until it answers"
+                        );
+                    }
+                    tried.push(endpoint);
+                    last_error = Some(error);
+                }
+                result => return result,
+            }
+        }
     }
 
-    /// Chooses the endpoint to send to and the version header to send.
-    async fn pick(&self) -> Result<(String, Option<String>)> {
-        if self.address.contains("://") {
-            return Ok((self.address.to_string(), None));
-        }
+    /// Chooses the instance to send to, not one of `tried`: its endpoint and the version header
+    /// to send. Instances whose registered version is not a version are skipped (and logged once).
+    async fn pick(&self, tried: &[String]) -> Result<(String, Option<String>)> {
         let requirement = self.version.as_deref().map(Version::parse).transpose()?;
         let not_connected = |reason| {
             let service = match &self.version {
@@ -169,24 +202,60 @@ impl Proxy {
         }
         let matching: Vec<_> = instances
             .iter()
-            .filter(|instance| match &requirement {
-                None => true,
-                Some(requirement) => instance
-                    .version
-                    .as_deref()
-                    .and_then(|v| Version::parse(v).ok())
-                    .is_some_and(|v| v.satisfies(requirement)),
+            .filter(|instance| {
+                let version = match instance.version.as_deref().map(Version::parse) {
+                    None => None,
+                    Some(Ok(version)) => Some(version),
+                    Some(Err(error)) => {
+                        if self.shared.skipped.first(&instance.id) {
+                            tracing::warn!(
+                                target: crate::TRACING_TARGET, service = %self.address, instance = %instance.id,
+                                endpoint = %instance.endpoint, version = ?instance.version, %error,
+                                "an instance registered an invalid version, skipping it"
+                            );
+                        }
+                        return false;
+                    }
+                };
+                match &requirement {
+                    None => true,
+                    Some(requirement) => version.is_some_and(|v| v.satisfies(requirement)),
+                }
             })
             .collect();
         if matching.is_empty() {
             return Err(not_connected(NotConnectedReason::NoMatchingVersion));
         }
-        let alive: Vec<_> = matching.iter().filter(|i| self.shared.peer_status(&i.endpoint).is_alive()).collect();
+        let alive: Vec<_> = matching
+            .iter()
+            .filter(|i| !tried.contains(&i.endpoint) && self.shared.peer_status(&i.endpoint).is_alive())
+            .collect();
         if alive.is_empty() {
             return Err(not_connected(NotConnectedReason::AllUnresponsive(matching.len())));
         }
         let chosen = alive[self.shared.with_rng(|rng| rng.random_range(0..alive.len()))];
         Ok((chosen.endpoint.clone(), chosen.version.clone()))
+    }
+}
+
+/// The instances that proxies skipped, by instance id or endpoint, so each is logged once and
+/// not once per call. Bounded: past [`Skipped::LIMIT`] it starts afresh.
+#[derive(Debug, Default)]
+pub(crate) struct Skipped(Mutex<BTreeSet<String>>);
+
+impl Skipped {
+    const LIMIT: usize = 4096;
+
+    /// Whether `key` is skipped for the first time (and should be logged).
+    pub(crate) fn first(&self, key: &str) -> bool {
+        let mut skipped = self.0.lock().expect("skipped lock");
+        if skipped.contains(key) {
+            return false;
+        }
+        if skipped.len() >= Self::LIMIT {
+            skipped.clear();
+        }
+        skipped.insert(key.to_owned())
     }
 }
 

@@ -112,8 +112,24 @@ pub trait RpcTransport: Send + Sync + fmt::Debug {
     /// # Errors
     ///
     /// When the transport knows the message cannot be delivered, e.g. no container is bound at
-    /// `endpoint` or the connection to it failed.
+    /// `endpoint` or the connection to it failed. When the message certainly did not leave (the
+    /// endpoint does not parse, the connection was refused), the error should be
+    /// [`Error::not_sent`](crate::Error::not_sent): a request failing so is tried on another
+    /// instance of its service, which is only safe when no handler can have seen it.
+    ///
+    /// A send to a peer that cannot be reached should end within a bounded time (a connect
+    /// timeout): the container waits for it, although a slow one delays no other peer's heartbeats.
     fn send<'a>(&'a self, endpoint: &'a str, frames: Frames) -> BoxFuture<'a, Result<()>>;
+
+    /// Told by the container when it forgets the peer at `endpoint` (one that is not a registered
+    /// instance and was silent for long, see
+    /// [`ConnectionConfig`](crate::ConnectionConfig)): a transport that keeps a connection or
+    /// other state per peer may release it; a later send connects afresh. It must not block.
+    ///
+    /// The default does nothing.
+    fn disconnect(&self, endpoint: &str) {
+        let _ = endpoint;
+    }
 
     /// Releases the endpoint: peers can no longer reach it and the inbox ends.
     fn close(&self) -> BoxFuture<'_, ()>;

@@ -247,6 +247,14 @@ impl RpcTransport for ZmqRpc {
         Box::pin(async move { self.peer(endpoint)?.send(&self.config, frames).await })
     }
 
+    fn disconnect(&self, endpoint: &str) {
+        // The connection closes once the sends still using it have ended (see `Link`'s `Drop`).
+        let removed = self.lock().as_mut().and_then(|bound| bound.peers.remove(endpoint));
+        if removed.is_some() {
+            tracing::debug!(target: TARGET, peer = endpoint, "forgotten");
+        }
+    }
+
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let bound = self.lock().take();
@@ -293,6 +301,13 @@ struct Link {
     watcher: Option<JoinHandle<()>>,
     /// When the last connection attempt failed, and why.
     failed: Option<(Instant, String)>,
+}
+
+impl Drop for Link {
+    /// A forgotten peer's connection closes with its last handle.
+    fn drop(&mut self) {
+        self.disconnect();
+    }
 }
 
 impl Link {
@@ -350,14 +365,15 @@ impl Peer {
         if let Some((at, reason)) = &link.failed
             && at.elapsed() < config.retry_after
         {
-            return Err(Error::transport(format!("cannot connect to {}: {reason}", self.endpoint)));
+            return Err(Error::not_sent(format!("cannot connect to {}: {reason}", self.endpoint)));
         }
         let mut socket = RouterSocket::with_options(socket_options(&self.own, config)?);
         let mut monitor = socket.monitor();
         if let Err(error) = socket.connect(&self.endpoint).await {
             let reason = error.to_string();
             link.failed = Some((Instant::now(), reason.clone()));
-            return Err(Error::transport(format!("cannot connect to {}: {reason}", self.endpoint)));
+            // Nothing went: the endpoint does not parse, or no connection could be made.
+            return Err(Error::not_sent(format!("cannot connect to {}: {reason}", self.endpoint)));
         }
         link.failed = None;
         link.generation += 1;

@@ -344,3 +344,48 @@ async fn a_peer_that_answers_with_a_terabyte_frame_only_loses_its_connection() {
     peer.bind().await.unwrap();
     still_serves(&peer, &endpoint, &mut inbox).await;
 }
+
+/// A `lymph.ping` request from `id`, as a container sends it.
+fn ping_frames(id: usize) -> Frames {
+    let ping = lymph_core::Message {
+        id: format!("{id:032x}"),
+        kind: lymph_core::MessageKind::Req,
+        subject: "lymph.ping".to_owned(),
+        headers: lymph_core::Headers::rpc(None, Some("trace")),
+        body: Bytes::from(lymph_core::Value::map([("payload", "")]).to_msgpack()),
+    };
+    ping.to_frames()
+}
+
+/// Callers that are gone (their ports refuse connections, and ZeroMQ retries until its 1 s connect
+/// timeout) delay no heartbeat from a container to a live peer.
+#[tokio::test]
+async fn callers_that_are_gone_delay_no_heartbeat_to_a_live_peer() {
+    let network = lymph_core::memory::MemoryNetwork::new();
+    let server = lymph_core::Container::builder().network(&network).rpc(ZmqRpc::default()).start().await.unwrap();
+    let live = ZmqRpc::default();
+    let (live_endpoint, live_inbox) = live.bind().await.unwrap();
+    live.send(server.endpoint(), ping_frames(0)).await.unwrap();
+    let callers = 20;
+    for i in 1..=callers {
+        let caller = ZmqRpc::default();
+        let (_endpoint, _inbox) = caller.bind().await.unwrap();
+        caller.send(server.endpoint(), ping_frames(i)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        caller.close().await;
+    }
+    let mut inbox = drain(live_inbox);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    while inbox.try_recv().is_ok() {}
+    let window = Duration::from_secs(4);
+    let until = tokio::time::Instant::now() + window;
+    let mut pings = 0;
+    while let Ok(Some(incoming)) = tokio::time::timeout_at(until, inbox.recv()).await {
+        if incoming.source == server.endpoint() && incoming.frames.get(2).is_some_and(|s| s.as_ref() == b"lymph.ping") {
+            pings += 1;
+        }
+    }
+    eprintln!("{pings} pings to the live peer {live_endpoint} in {window:?} beside {callers} callers that are gone");
+    assert!(pings >= 3, "a ping a second: {pings} in {window:?}");
+    server.stop().await;
+}

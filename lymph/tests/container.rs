@@ -425,3 +425,194 @@ async fn an_empty_event_type_is_refused() {
     assert!(matches!(delayed, Err(Error::Config(_))), "{delayed:?}");
     client.emit("probe.done", Value::Map(Vec::new())).await.unwrap();
 }
+
+type Sent<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = lymph::Result<()>> + Send + 'a>>;
+
+/// An embedded transport with two additions: sends to the endpoints in `dead` wait one second
+/// (ZeroMQ's connect timeout) and fail without sending, as sends to a peer that is gone do on
+/// real ZeroMQ; and it counts the `lymph.ping`s its container receives, by sender.
+#[derive(Debug, Clone)]
+struct Observed {
+    inner: Arc<lymph::memory::MemoryRpc>,
+    dead: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    pings: Arc<Mutex<std::collections::BTreeMap<String, usize>>>,
+    disconnected: Arc<Mutex<Vec<String>>>,
+}
+
+impl Observed {
+    fn new(network: &MemoryNetwork) -> Self {
+        Self {
+            inner: Arc::new(network.rpc()),
+            dead: Arc::default(),
+            pings: Arc::default(),
+            disconnected: Arc::default(),
+        }
+    }
+
+    fn rpc(&self) -> &lymph::memory::MemoryRpc {
+        &self.inner
+    }
+
+    fn pings_from(&self, endpoint: &str) -> usize {
+        self.pings.lock().unwrap().get(endpoint).copied().unwrap_or(0)
+    }
+}
+
+impl RpcTransport for Observed {
+    fn bind(&self) -> lymph::__private::BoxFuture<'_, lymph::Result<(String, lymph::rpc::Inbox)>> {
+        Box::pin(async move {
+            let (endpoint, mut inner) = self.rpc().bind().await?;
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let pings = self.pings.clone();
+            tokio::spawn(async move {
+                while let Some(incoming) = inner.recv().await {
+                    if incoming.frames.get(2).is_some_and(|subject| subject.as_ref() == b"lymph.ping") {
+                        *pings.lock().unwrap().entry(incoming.source.clone()).or_default() += 1;
+                    }
+                    if tx.send(incoming).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            Ok((endpoint, lymph::rpc::Inbox::from(rx)))
+        })
+    }
+
+    fn send<'a>(&'a self, endpoint: &'a str, frames: lymph::rpc::Frames) -> Sent<'a> {
+        Box::pin(async move {
+            if self.dead.lock().unwrap().contains(endpoint) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return Err(Error::not_sent(format!("cannot connect to {endpoint}: timed out")));
+            }
+            self.rpc().send(endpoint, frames).await
+        })
+    }
+
+    fn close(&self) -> lymph::__private::BoxFuture<'_, ()> {
+        Box::pin(async move { self.rpc().close().await })
+    }
+
+    fn disconnect(&self, endpoint: &str) {
+        self.disconnected.lock().unwrap().push(endpoint.to_owned());
+    }
+}
+
+fn connection_count(container: &Container) -> Option<i64> {
+    container.metrics().as_array()?.iter().find_map(|entry| {
+        let parts = entry.as_array()?;
+        (parts.first()?.as_str() == Some("rpc.connection_count")).then(|| parts[1].as_i64()).flatten()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn peers_that_cannot_be_reached_delay_no_heartbeat_to_live_ones_and_are_forgotten() {
+    let network = MemoryNetwork::new();
+    let live_rpc = Observed::new(&network);
+    let live = Container::builder()
+        .rpc(live_rpc.clone())
+        .events(network.events())
+        .registry(network.registry())
+        .interface(Probe::default())
+        .seed(1)
+        .start()
+        .await
+        .unwrap();
+    let server_rpc = Observed::new(&network);
+    let server = Container::builder()
+        .rpc(server_rpc.clone())
+        .events(network.events())
+        .registry(network.registry())
+        .interface(Probe::default())
+        .seed(2)
+        .start()
+        .await
+        .unwrap();
+    // The server calls the live instance: it is a registered peer of the server's from now on.
+    let live_probe = server.proxy(live.endpoint()).namespace("probe");
+    assert_eq!(live_probe.call::<i64, _>("add", &Value::map([("a", 1), ("b", 2)])).await.unwrap(), 3);
+    server.client::<ProbeClient>().add(1, 1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = live_rpc.pings_from(server.endpoint());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let alone = live_rpc.pings_from(server.endpoint()) - before;
+
+    // 300 callers that are gone once they sent their request, as `lymph request` runs are: every
+    // send back to them (the reply, each heartbeat) costs a second and fails.
+    let callers = 300;
+    for i in 0..callers {
+        let caller = network.rpc();
+        let (endpoint, _inbox) = caller.bind().await.unwrap();
+        server_rpc.dead.lock().unwrap().insert(endpoint);
+        let request = lymph::Message {
+            id: format!("{i:032x}"),
+            kind: MessageKind::Req,
+            subject: "probe.add".to_owned(),
+            headers: lymph::Headers::rpc(None, Some("trace")),
+            body: Bytes::from(Value::map([("a", 1), ("b", 2)]).to_msgpack()),
+        };
+        caller.send(server.endpoint(), request.to_frames()).await.unwrap();
+        caller.close().await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let peak = connection_count(&server).unwrap();
+    let before = live_rpc.pings_from(server.endpoint());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let with_dead = live_rpc.pings_from(server.endpoint()) - before;
+    eprintln!("pings to the live peer in 10 s: {alone} alone, {with_dead} beside {callers} dead callers");
+    eprintln!("connections: {peak} with the dead callers");
+    assert!(alone >= 9, "a ping a second: {alone}");
+    assert!(with_dead >= 9, "dead peers delay no ping to a live one: {with_dead} in 10 s");
+    assert!(peak <= 256 + 2, "at most 256 peers that are not registered instances: {peak}");
+    assert!(server.peer_status(live.endpoint()).is_alive());
+
+    // Silent for 30 s, the callers are forgotten, by the transport too; the live peer is not.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let after = connection_count(&server).unwrap();
+    eprintln!("connections: {after} 30 s later");
+    assert!(after <= 2, "only the live instance (and its lymph registration's endpoint) stays: {after}");
+    assert_eq!(server_rpc.disconnected.lock().unwrap().len(), callers);
+    let before = live_rpc.pings_from(server.endpoint());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(live_rpc.pings_from(server.endpoint()) - before >= 4);
+    server.stop().await;
+    live.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_skip_registrations_that_cannot_be_used_while_a_good_instance_exists() {
+    let network = MemoryNetwork::new();
+    let service = start(&network, Probe::default()).await;
+    let registry = network.registry();
+    let bad = [
+        ("not-an-endpoint", "not an endpoint", None),
+        ("nobody-listens", "mock://127.0.0.1:9999", None),
+        // Sent with its version header, a request would be NACKed by the good instance.
+        ("bad-version", service.endpoint(), Some("not.a.version")),
+    ];
+    for (id, endpoint, version) in bad {
+        let instance = lymph::ServiceInstance::new(id, id, version.map(str::to_owned), endpoint.to_owned());
+        lymph::Registry::register(&registry, "probe", instance).await.unwrap();
+    }
+    let client = Container::builder().network(&network).seed(3).start().await.unwrap();
+    assert_eq!(client.lookup("probe").await.unwrap().len(), 4);
+    let probe: ProbeClient = client.client();
+    for n in 0..20 {
+        assert_eq!(probe.add(n, 1).await.unwrap(), n + 1, "call {n}");
+    }
+    // The instances that could not be sent to are unresponsive now, and skipped without a try.
+    assert_eq!(client.peer_status("not an endpoint"), PeerStatus::Unresponsive);
+    assert_eq!(client.peer_status("mock://127.0.0.1:9999"), PeerStatus::Unresponsive);
+    assert_eq!(client.pending_requests(), 0);
+
+    // Without the good instance, the call fails: the two left are known to be unreachable.
+    service.stop().await;
+    let failed = probe.add(1, 1).await;
+    assert!(
+        matches!(failed, Err(Error::NotConnected { reason: NotConnectedReason::AllUnresponsive(2), .. })),
+        "{failed:?}"
+    );
+    // A fresh client tries them, and fails with what the last try found.
+    let fresh = Container::builder().network(&network).seed(4).start().await.unwrap();
+    let failed = fresh.client::<ProbeClient>().add(1, 1).await;
+    assert!(failed.as_ref().is_err_and(Error::is_not_sent), "{failed:?}");
+}

@@ -440,3 +440,65 @@ async fn a_delayed_event_reaches_the_listener_after_the_delay(world: World) -> R
     let texts = uppercased(&talk.listener);
     check(texts == ["prompt", "late"], format!("the listener saw {texts:?}"))
 }
+
+/// Heartbeat pings the client sent to `endpoint` so far.
+fn pings_to(world: &World, endpoint: &str) -> usize {
+    let to = format!("-> {endpoint} ");
+    world
+        .timeline()
+        .entries()
+        .iter()
+        .filter(|e| e.host == "test" && e.kind == "REQ" && e.is_heartbeat() && e.detail.starts_with(&to))
+        .count()
+}
+
+/// A peer that cannot be connected to (its messages held: every connection attempt waits out the
+/// transport's 2 s connect timeout) delays no heartbeat to the others: echo-2 gets its ping a
+/// second while echo-1, first in endpoint order, is held.
+#[lymph::test(seeds = 4)]
+async fn a_peer_that_cannot_be_connected_delays_no_heartbeat_to_the_others(world: World) -> Result {
+    let talk = talk::start(&world).await?;
+    for endpoint in ["tcp://echo-1:4000", "tcp://echo-2:4000"] {
+        let ping = talk.client.proxy(endpoint).namespace("lymph");
+        ping.call::<String, _>("ping", &lymph::Value::map([("payload", "hi")])).await?;
+    }
+    world.hold("test", "echo-1");
+    // The held connection goes silent and is dropped; from then on each ping to echo-1 connects.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (held, live) = (pings_to(&world, "tcp://echo-1:4000"), pings_to(&world, "tcp://echo-2:4000"));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (held, live) = (pings_to(&world, "tcp://echo-1:4000") - held, pings_to(&world, "tcp://echo-2:4000") - live);
+    world.release("test", "echo-1");
+    eprintln!("seed {}: {live} pings to echo-2 in 10 s, {held} to the held echo-1", world.seed());
+    check(live >= 9, format!("{live} pings to echo-2 in 10 s ({held} attempts to the held echo-1)"))
+}
+
+/// Registrations that cannot be used (an endpoint that is none, a port nobody listens on, a
+/// version that is none) never fail a call while a good instance exists.
+#[lymph::test(seeds = 4)]
+async fn bad_registrations_fail_no_call_while_a_good_instance_exists(world: World) -> Result {
+    let echo_1 = Echo::default();
+    let factory_echo = echo_1.clone();
+    world.start("echo-1", move || Container::builder().interface(factory_echo.clone())).await?;
+    let host = lymph::testing::sim::SimHost::new(lymph::testing::TEST_HOST, world.timeline().clone());
+    let registry = lymph::testing::sim::SimRegistry::connect(
+        &format!("{}:{}", lymph::testing::REGISTRY_HOST, lymph::testing::sim::DEFAULT_REGISTRY_PORT),
+        &host,
+    )?;
+    let bad = [
+        ("not-an-endpoint", "not an endpoint", None),
+        ("closed-port", "tcp://echo-1:4999", None),
+        ("bad-version", "tcp://echo-1:4000", Some("not.a.version")),
+    ];
+    for (id, endpoint, version) in bad {
+        let instance = lymph::ServiceInstance::new(id, id, version.map(str::to_owned), endpoint.to_owned());
+        lymph::Registry::register(&registry, "echo", instance).await?;
+    }
+    let client = world.client().await?;
+    let instances = client.lookup("echo").await?.len();
+    check(instances == 4, format!("{instances} instances of echo"))?;
+    let echo: EchoClient = client.client();
+    let failed = calls(&echo, 20).await;
+    check(failed == 0, format!("{failed} of 20 calls failed"))?;
+    check(echo_1.served() == 20, format!("echo-1 served {} calls", echo_1.served()))
+}

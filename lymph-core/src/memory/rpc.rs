@@ -81,11 +81,11 @@ impl RpcTransport for MemoryRpc {
                 self.endpoint().ok_or_else(|| Error::transport("cannot send before the transport is bound"))?;
             let inbox = self.endpoints.lock().unwrap_or_else(PoisonError::into_inner).bound.get(endpoint).cloned();
             let inbox =
-                inbox.ok_or_else(|| Error::transport(format!("no container is bound at endpoint {endpoint}")))?;
+                inbox.ok_or_else(|| Error::not_sent(format!("no container is bound at endpoint {endpoint}")))?;
             inbox
                 .send(Incoming { source, frames })
                 .await
-                .map_err(|_| Error::transport(format!("the container at endpoint {endpoint} is gone")))
+                .map_err(|_| Error::not_sent(format!("the container at endpoint {endpoint} is gone")))
         })
     }
 

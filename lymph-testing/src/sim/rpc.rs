@@ -259,14 +259,14 @@ impl Inner {
         let (host, port) = to
             .strip_prefix("tcp://")
             .and_then(wire::split_addr)
-            .ok_or_else(|| Error::transport(format!("{to:?} is not a tcp://host:port endpoint")))?;
+            .ok_or_else(|| Error::not_sent(format!("{to:?} is not a tcp://host:port endpoint")))?;
         if self.host.is_down() {
             return Err(Error::transport(format!("cannot connect to {to}: this host is down")));
         }
         let stream = match tokio::time::timeout(SESSION_TIMEOUT, TcpStream::connect((host.as_str(), port))).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(Error::transport(format!("cannot connect to {to}: {error}"))),
-            Err(_) => return Err(Error::transport(format!("cannot connect to {to}: timed out"))),
+            Ok(Err(error)) => return Err(Error::not_sent(format!("cannot connect to {to}: {error}"))),
+            Err(_) => return Err(Error::not_sent(format!("cannot connect to {to}: timed out"))),
         };
         let link = Link::new(stream, to.to_owned(), read_frames, self.host.down());
         link.send(encode_frames(&[Bytes::from(self.endpoint.clone())]));
@@ -312,7 +312,8 @@ impl Inner {
             }
             self.forget(endpoint);
         }
-        let error = last_error.unwrap_or_else(|| Error::transport(format!("the connection to {endpoint} failed")));
+        // Nothing was queued on a connection: the message certainly did not leave.
+        let error = last_error.unwrap_or_else(|| Error::not_sent(format!("the connection to {endpoint} failed")));
         self.recorder.note("drop", subject, format!("-> {endpoint}: {error}"));
         Err(error)
     }
