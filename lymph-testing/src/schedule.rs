@@ -136,6 +136,16 @@ impl Schedule {
         &self.steps
     }
 
+    /// The same schedule without its `index`-th fault (in time order), e.g. to check that a
+    /// shrunk schedule needs every one of its faults. An index past the end removes nothing.
+    pub fn without(&self, index: usize) -> Schedule {
+        let mut steps = self.steps.clone();
+        if index < steps.len() {
+            steps.remove(index);
+        }
+        Schedule { steps }
+    }
+
     /// Applies the faults at their times (from now on), waiting for restarts to complete;
     /// partitions, latencies and losses are undone after their duration, session expiries once
     /// the session has expired. Run it next to the workload, e.g. with `tokio::join!`. Must be

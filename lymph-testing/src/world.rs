@@ -11,8 +11,8 @@ use lymph_core::{Container, ContainerBuilder, Error};
 use tokio::sync::Notify;
 
 use crate::sim::{
-    DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, HEARTBEAT_INTERVAL, MessageFault, MessageFaults, SESSION_TIMEOUT,
-    SimEvents, SimHost, SimRegistry, SimRpc, SimWebNetwork,
+    DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, MessageFault, MessageFaults, REGISTRY_PING_INTERVAL,
+    REGISTRY_SESSION_TIMEOUT, SimEvents, SimHost, SimRegistry, SimRpc, SimWebNetwork,
 };
 use crate::{Entry, Timeline, seed};
 
@@ -26,8 +26,10 @@ pub const TEST_HOST: &str = "test";
 pub const SERVICE_PORT: u16 = 4000;
 
 /// How long [`World::expire_session`] cuts a host off from the registry: the session timeout,
-/// and two heartbeats for the registry to notice.
-pub(crate) const SESSION_EXPIRY: Duration = SESSION_TIMEOUT.saturating_add(HEARTBEAT_INTERVAL.saturating_mul(2));
+/// and two of the client's pings for the registry to notice (the last one heard may have come up
+/// to a ping interval before the cut).
+pub(crate) const SESSION_EXPIRY: Duration =
+    REGISTRY_SESSION_TIMEOUT.saturating_add(REGISTRY_PING_INTERVAL.saturating_mul(2));
 
 /// Makes the container of a service host: its interfaces and settings. The world adds the
 /// simulated backends and a seed. Called again each time the host restarts.
@@ -292,6 +294,7 @@ impl World {
     /// are lost, and connecting is refused.
     pub fn partition(&self, a: &str, b: &str) {
         self.note("fault", format!("partition {a} {b}"));
+        self.state.faults.cut(a, b);
         turmoil::partition(a, b);
     }
 
@@ -304,6 +307,7 @@ impl World {
     /// Cuts the network from `from` to `to` only: `to` still reaches `from`.
     pub fn partition_oneway(&self, from: &str, to: &str) {
         self.note("fault", format!("partition {from} -> {to}"));
+        self.state.faults.cut(from, to);
         turmoil::partition_oneway(from, to);
     }
 
@@ -358,6 +362,9 @@ impl World {
     /// connection, which the backends notice and replace.
     pub fn set_loss(&self, a: &str, b: &str, rate: f64) {
         self.note("fault", format!("loss {a} {b} {rate}"));
+        if rate > 0.0 {
+            self.state.faults.cut(a, b);
+        }
         self.state.commands.borrow_mut().push_back(Command::Loss { a: a.to_owned(), b: b.to_owned(), rate });
     }
 

@@ -14,7 +14,7 @@
 ///   (a web interface on loopback TCP), whose waits a paused clock would cut short.
 /// - `simulated`: `N` seeds in the simulator, as `#[lymph::test(seeds = N)]` runs them
 ///   (`LYMPH_TEST_NUM`, `LYMPH_TEST_SEED`, `LYMPH_TEST_SHARD`, `LYMPH_TEST_TIMELINE` apply).
-/// - `real`: on [`Real`](crate::Real), a namespace of its own on the servers
+/// - `real`: on `Real`, a namespace of its own on the servers
 ///   `scripts/infra.sh up` starts. The calling crate declares the feature and passes it on:
 ///   `real-infra = ["lymph/real-infra"]` in its `[features]`, then
 ///   `cargo test --features real-infra`.

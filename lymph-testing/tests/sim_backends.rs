@@ -169,7 +169,8 @@ fn registry_session_death_unregisters_its_instances() -> Result {
         timeout(Duration::from_secs(5), watch.wait_for(|list| list.len() == 1)).await??;
         assert_eq!(watch.borrow()[0].endpoint, "tcp://svc:4000");
         seen2.store(true, Ordering::SeqCst);
-        timeout(Duration::from_secs(10), watch.wait_for(|list| list.is_empty())).await??;
+        timeout(sim::REGISTRY_SESSION_TIMEOUT + Duration::from_secs(5), watch.wait_for(|list| list.is_empty()))
+            .await??;
         vanished2.store(true, Ordering::SeqCst);
         assert_eq!(registry.discover().await?, ["echo"], "the service stays known");
         Ok(())
@@ -338,7 +339,8 @@ fn registry_client_registers_again_after_a_partition() -> Result {
         registry.register("echo", instance("aaaa", "tcp://svc:4000")).await?;
         let mut watch = registry.watch("echo").await?;
         turmoil::partition("svc", "registry");
-        sleep(Duration::from_secs(5)).await;
+        // Longer than the session timeout: the registry expires the session.
+        sleep(sim::REGISTRY_SESSION_TIMEOUT + Duration::from_secs(3)).await;
         turmoil::repair("svc", "registry");
         sleep(Duration::from_secs(3)).await;
         // The watch handed out before the partition still works and shows the registration.
@@ -353,7 +355,8 @@ fn registry_client_registers_again_after_a_partition() -> Result {
         sleep(Duration::from_millis(500)).await;
         let mut watch = registry.watch("echo").await?;
         // The session times out during the partition: the instance vanishes, then comes back.
-        timeout(Duration::from_secs(6), watch.wait_for(|list| list.is_empty())).await??;
+        let expiry = sim::REGISTRY_SESSION_TIMEOUT + Duration::from_secs(4);
+        timeout(expiry, watch.wait_for(|list| list.is_empty())).await??;
         timeout(Duration::from_secs(6), watch.wait_for(|list| list.len() == 1)).await??;
         Ok(())
     });
@@ -413,7 +416,8 @@ fn web_registration_vanishes_with_its_session_and_comes_back_after_a_reconnect()
         registry.register_web("web", web_instance("aaaa", "svc")).await?;
         assert_eq!(registry.lookup_web("web").await?, [web_instance("aaaa", "svc")]);
         turmoil::partition("svc", "registry");
-        sleep(Duration::from_secs(5)).await;
+        // Longer than the session timeout: the registry expires the session.
+        sleep(sim::REGISTRY_SESSION_TIMEOUT + Duration::from_secs(3)).await;
         turmoil::repair("svc", "registry");
         sleep(Duration::from_secs(3)).await;
         assert_eq!(registry.lookup_web("web").await?, [web_instance("aaaa", "svc")], "registered again");
@@ -428,7 +432,8 @@ fn web_registration_vanishes_with_its_session_and_comes_back_after_a_reconnect()
         assert!(registry.lookup_web("nothing").await?.is_empty());
         wait_web(&registry, "web", Duration::from_secs(2), |list| list.len() == 1).await?;
         // The session times out during the partition: the registration vanishes, then comes back.
-        wait_web(&registry, "web", Duration::from_secs(6), <[WebInstance]>::is_empty).await?;
+        let expiry = sim::REGISTRY_SESSION_TIMEOUT + Duration::from_secs(4);
+        wait_web(&registry, "web", expiry, <[WebInstance]>::is_empty).await?;
         let again = wait_web(&registry, "web", Duration::from_secs(6), |list| !list.is_empty()).await?;
         assert_eq!(again, [web_instance("aaaa", "svc")]);
         assert_eq!(registry.discover().await?, ["web"], "only the service registration is a service");
@@ -476,7 +481,8 @@ fn web_registration_vanishes_when_its_host_crashes() -> Result {
         let registry = SimRegistry::connect(REGISTRY, &SimHost::new("observer", Timeline::new()))?;
         wait_web(&registry, "web", Duration::from_secs(2), |list| list.len() == 1).await?;
         seen2.store(true, Ordering::SeqCst);
-        wait_web(&registry, "web", Duration::from_secs(5), <[WebInstance]>::is_empty).await?;
+        let expiry = sim::REGISTRY_SESSION_TIMEOUT + Duration::from_secs(4);
+        wait_web(&registry, "web", expiry, <[WebInstance]>::is_empty).await?;
         vanished2.store(true, Ordering::SeqCst);
         Ok(())
     });

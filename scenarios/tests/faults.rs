@@ -1,8 +1,10 @@
 //! What each fault of the simulator does to the talk's services: one test per fault.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lymph::testing::sim::MessageFault;
+use lymph::testing::sim::{MessageFault, REGISTRY_SESSION_TIMEOUT};
 use lymph::testing::{Result, TestError, World, eventually};
 use lymph::{Container, Error};
 use scenarios::echo::{Echo, EchoClient, UPPERCASED};
@@ -172,7 +174,8 @@ async fn an_expired_session_deregisters_until_the_host_registers_again(world: Wo
     let echo: EchoClient = talk.client.client();
     calls(&echo, 4).await;
     world.partition("echo-1", "registry");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Past the session timeout (10 s, as ZooKeeper's with lymph's client defaults).
+    tokio::time::sleep(REGISTRY_SESSION_TIMEOUT + Duration::from_secs(2)).await;
     let before = talk.echoes[0].served();
     check(calls(&echo, 20).await == 0, "calls failed while echo-2 was registered")?;
     check(talk.echoes[0].served() == before, "the expired instance was still chosen")?;
@@ -191,12 +194,13 @@ async fn an_expired_session_deregisters_until_the_host_registers_again(world: Wo
     check(sessions.iter().any(renewed), format!("echo-1 did not get a new session: {sessions:?}"))
 }
 
-/// A partition between a host and the registry that is shorter than the time the host takes to
-/// notice a silent connection (two thirds of the session timeout) still breaks the connection
-/// (the host pings every 500 ms, and the simulated network does not retransmit), but not the
-/// session: the host connects again and resumes its session before the registry expires it, as a
-/// ZooKeeper client does. Its registrations never vanish: another client sees both echo instances
-/// throughout, and the timeline shows echo-1 dropping its connection and resuming its session.
+/// A partition from the registry shorter than the session timeout (3 s against 10 s) keeps the
+/// session, as with ZooKeeper: the host's registrations never vanish, another client sees both
+/// echo instances throughout, and the registry expires nothing. The host pings every 1.5 s, so
+/// the partition swallows a ping; a real TCP connection would deliver it late, while the
+/// simulated network does not retransmit and the connection stalls until the host's read timeout
+/// (two thirds of the session timeout) drops it. Either way, when the host has dropped its
+/// connection, it connects again and resumes its session.
 #[lymph::test(seeds = 4)]
 async fn a_short_registry_partition_keeps_the_session(world: World) -> Result {
     let talk = talk::start(&world).await?;
@@ -204,10 +208,10 @@ async fn a_short_registry_partition_keeps_the_session(world: World) -> Result {
     calls(&echo, 4).await;
     check(talk.client.lookup("echo").await?.len() == 2, "the client does not see both echo instances")?;
     world.partition("echo-1", "registry");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     world.repair("echo-1", "registry");
     // Well past the session timeout: an expiry would have shown by then.
-    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    let until = tokio::time::Instant::now() + REGISTRY_SESSION_TIMEOUT + Duration::from_secs(2);
     while tokio::time::Instant::now() < until {
         let seen = talk.client.lookup("echo").await?.len();
         check(seen == 2, format!("the client saw {seen} echo instances after the partition"))?;
@@ -224,13 +228,12 @@ async fn a_short_registry_partition_keeps_the_session(world: World) -> Result {
         .map(|e| (e.kind, e.detail))
         .collect();
     let kinds: Vec<&str> = echo_1.iter().map(|(kind, _)| kind.as_str()).collect();
-    check(
-        kinds == ["connect", "disconnect", "connect", "session"],
-        format!("echo-1's registry connection: {echo_1:?}"),
-    )?;
-    check(echo_1[3].1.starts_with("resumed session"), format!("echo-1 did not resume its session: {echo_1:?}"))?;
+    let kept = kinds == ["connect"]
+        || (kinds == ["connect", "disconnect", "connect", "session"] && echo_1[3].1.starts_with("resumed session"));
+    check(kept, format!("echo-1 did not keep its registry session: {echo_1:?}"))?;
     let sessions = session_entries(&world);
-    check(sessions.len() == 1, format!("a session other than echo-1's changed: {sessions:?}"))
+    let only_resumed = sessions.iter().all(|(host, _, detail)| host == "echo-1" && detail.starts_with("resumed"));
+    check(only_resumed, format!("a session expired or another one changed: {sessions:?}"))
 }
 
 /// A graceful stop of a service host ([`World::stop`]) deregisters it first, then keeps serving a
@@ -273,7 +276,7 @@ async fn a_client_cut_off_from_the_registry_keeps_calling_known_instances(world:
     check(calls(&echo, 10).await == 0, "calls failed before the partition")?;
     world.partition("test", "registry");
     world.partition("echo-1", "registry");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(REGISTRY_SESSION_TIMEOUT + Duration::from_secs(2)).await;
     let expired = session_entries(&world)
         .iter()
         .any(|(host, subject, detail)| host == "registry" && subject == "echo-1" && detail.starts_with("expired"));
@@ -501,4 +504,39 @@ async fn bad_registrations_fail_no_call_while_a_good_instance_exists(world: Worl
     let failed = calls(&echo, 20).await;
     check(failed == 0, format!("{failed} of 20 calls failed"))?;
     check(echo_1.served() == 20, format!("echo-1 served {} calls", echo_1.served()))
+}
+
+/// A slow link delays messages; it loses none, as on a real TCP connection. With 3 s of latency
+/// between the client and echo-1, a call with a 1 s timeout fails, yet its request reaches echo-1
+/// about 3 s after it was sent and echo-1 handles it: the caller saw a failure where the work was
+/// done, which `no_reply_after_give_up` reports. Connections that only turn slow are kept (only
+/// silence after a partition or loss drops one), so the calls after the link is fast again
+/// succeed on the same connections.
+#[lymph::test(seeds = 4)]
+async fn a_slow_link_delivers_late_and_loses_nothing(world: World) -> Result {
+    let served = Arc::new(AtomicUsize::new(0));
+    let echo_1 = Echo::counting(served.clone());
+    world.start("echo-1", move || Container::builder().interface(echo_1.clone())).await?;
+    let client = world.client().await?;
+    let echo: EchoClient = client.client();
+    check(calls(&echo, 3).await == 0, "calls failed before the link turned slow")?;
+    world.set_latency("test", "echo-1", Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let proxy = client.context().proxy("echo").timeout(Duration::from_secs(1));
+    let late = proxy.call::<String, _>("echo", &lymph::Value::map([("text", "late")])).await;
+    check(matches!(late, Err(Error::Timeout { .. })), format!("expected a timeout, got {late:?}"))?;
+    check(served.load(Ordering::SeqCst) == 3, "the request arrived before the link's latency")?;
+    let seen = served.clone();
+    eventually("the late request was handled", Duration::from_secs(10), move || seen.load(Ordering::SeqCst) == 4)
+        .await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let violation = lymph::testing::check::no_reply_after_give_up(world.timeline())
+        .err()
+        .ok_or("the reply after the caller gave up was not reported")?;
+    check(violation.trace_ids == [proxy.trace_id().to_owned()], violation.to_string())?;
+    let dropped = world.timeline().entries().into_iter().any(|e| e.kind == "drop" || e.kind == "disconnect");
+    check(!dropped, "a connection was dropped on a link that was only slow")?;
+    world.reset_latency("test", "echo-1");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    check(calls(&echo, 3).await == 0, "calls failed after the link was fast again")
 }

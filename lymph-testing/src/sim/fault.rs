@@ -1,6 +1,7 @@
 //! Message-level faults: drop, duplicate or delay the next messages of a kind and subject, RPC
 //! messages (as their sender sends them) or events (as the broker routes them).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -92,9 +93,15 @@ impl MessageFault {
 
 /// The message faults in force in one simulated world, shared by its hosts. Heartbeats
 /// (`lymph.ping`) are never matched unless a fault names that subject.
+///
+/// It also counts, per pair of hosts, the faults that may have made the network drop a message
+/// between them (a partition, one way or both, or loss): turmoil does not retransmit, so a
+/// connection that lost a segment stalls for good, while a connection whose link was never cut
+/// can only be slow, and a real TCP connection would never give up on it.
 #[derive(Clone, Default)]
 pub struct MessageFaults {
     rules: Arc<Mutex<Vec<MessageFault>>>,
+    cuts: Arc<Mutex<BTreeMap<(String, String), u64>>>,
 }
 
 impl fmt::Debug for MessageFaults {
@@ -104,6 +111,18 @@ impl fmt::Debug for MessageFaults {
 }
 
 impl MessageFaults {
+    /// Notes a fault that may drop messages between hosts `a` and `b`.
+    pub(crate) fn cut(&self, a: &str, b: &str) {
+        *self.cuts.lock().unwrap_or_else(PoisonError::into_inner).entry(pair(a, b)).or_default() += 1;
+    }
+
+    /// How many faults that may drop messages between hosts `a` and `b` there have been: a
+    /// connection between them that stays silent, where this count has not changed since it
+    /// connected, is slow, not broken.
+    pub(crate) fn cuts(&self, a: &str, b: &str) -> u64 {
+        self.cuts.lock().unwrap_or_else(PoisonError::into_inner).get(&pair(a, b)).copied().unwrap_or(0)
+    }
+
     /// Adds a fault; faults apply in the order they were added.
     pub fn add(&self, fault: MessageFault) {
         self.rules.lock().unwrap_or_else(PoisonError::into_inner).push(fault);
@@ -120,6 +139,11 @@ impl MessageFaults {
         rules.retain(|r| r.times > 0);
         Some(action)
     }
+}
+
+/// The unordered pair of hosts `a` and `b`.
+fn pair(a: &str, b: &str) -> (String, String) {
+    if a <= b { (a.to_owned(), b.to_owned()) } else { (b.to_owned(), a.to_owned()) }
 }
 
 #[cfg(test)]

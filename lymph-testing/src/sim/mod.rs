@@ -22,11 +22,13 @@
 //!   nothing arrived for [`SESSION_TIMEOUT`] and cancels its consumers, whose unsettled
 //!   deliveries go back to their queues; the client re-subscribes its subscriptions on the next
 //!   connection.
-//! - Registry (as ZooKeeper): the session outlives its connection. The client drops a silent
-//!   connection after two thirds of [`SESSION_TIMEOUT`] and resumes its session on the next one,
-//!   keeping its registrations (ephemeral nodes) and watches. The registry expires a session it
-//!   has heard nothing from for [`SESSION_TIMEOUT`] and deletes its registrations; the client then
-//!   gets a new session and registers and watches again what it had. See [`SimRegistry`].
+//! - Registry (as ZooKeeper): the session outlives its connection. The client pings every
+//!   [`REGISTRY_PING_INTERVAL`], drops a silent connection after two thirds of
+//!   [`REGISTRY_SESSION_TIMEOUT`] and resumes its session on the next one, keeping its
+//!   registrations (ephemeral nodes) and watches. The registry expires a session it has heard
+//!   nothing from for [`REGISTRY_SESSION_TIMEOUT`] (10 s, as with ZooKeeper and lymph's client
+//!   defaults) and deletes its registrations; the client then gets a new session and registers
+//!   and watches again what it had. See [`SimRegistry`].
 //!
 //! All timing uses `tokio::time`, every `select!` is `biased`, and all maps are ordered, so a
 //! simulation with a fixed seed replays exactly.
@@ -55,9 +57,14 @@ pub const DEFAULT_BROKER_PORT: u16 = 5672;
 
 /// How often a session client pings its server, and RPC connections send keepalives.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
-/// How long a connection may stay silent before it is considered dead; how long the registry
-/// keeps a session it hears nothing from.
+/// How long a broker or RPC connection may stay silent before it is considered dead.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the registry keeps a session it hears nothing from: 10 s, the session timeout
+/// lymph-rs's ZooKeeper registry asks for (`ZkConfig`, as kazoo's default for lymph 0.15).
+pub const REGISTRY_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a registry client pings its server: every 1.5 s, as the ZooKeeper client lymph-rs
+/// uses does with a 10 s session (three of its ticks of a twentieth of the session timeout).
+pub const REGISTRY_PING_INTERVAL: Duration = Duration::from_millis(1500);
 /// How long a session client waits between connection attempts.
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 /// How long a registry or broker call waits for its answer, connection included.

@@ -12,12 +12,12 @@
 //! - The server makes a session for each connection that does not ask to resume one, and names it
 //!   (id and password) in every `Pong`.
 //! - A client that hears nothing on its connection for two thirds of
-//!   [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT) (ZooKeeper's read timeout) drops it, connects
+//!   [`REGISTRY_SESSION_TIMEOUT`](super::REGISTRY_SESSION_TIMEOUT) (ZooKeeper's read timeout) drops it, connects
 //!   again and first sends `Resume {session}`. While the session lives, the new connection takes
 //!   it over with its registrations and watches, and the server sends the current instances of
 //!   every service the session watches (the watch events missed meanwhile); the client sends
 //!   again the requests that were in flight.
-//! - The server expires a session it has heard nothing from for `SESSION_TIMEOUT`, whether or not
+//! - The server expires a session it has heard nothing from for `REGISTRY_SESSION_TIMEOUT`, whether or not
 //!   its connection is still open: its registrations are deleted, its watches dropped, its
 //!   connection closed. A client that asks to resume it gets a new session instead, and registers
 //!   and watches again what it had.
@@ -56,13 +56,13 @@ use turmoil::net::TcpListener;
 
 use super::SimHost;
 use super::wire::{self, Link, Liveness, Out, Session};
-use super::{REQUEST_TIMEOUT, SESSION_TIMEOUT};
+use super::{REGISTRY_PING_INTERVAL, REGISTRY_SESSION_TIMEOUT, REQUEST_TIMEOUT};
 use crate::timeline::{Entry, Timeline};
 
 /// How long a client's connection may stay silent before the client drops it and connects again:
 /// two thirds of the session timeout, as ZooKeeper's clients do, so that it can resume its
 /// session before the server expires it.
-const READ_TIMEOUT: Duration = Duration::from_millis(SESSION_TIMEOUT.as_millis() as u64 * 2 / 3);
+const READ_TIMEOUT: Duration = Duration::from_millis(REGISTRY_SESSION_TIMEOUT.as_millis() as u64 * 2 / 3);
 
 /// A session as a client presents it to resume it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,7 +174,7 @@ pub async fn registry_server(host: SimHost, port: u16) -> turmoil::Result {
 ///
 /// Sessions own what they register (see the module docs of [`sim`](super)): when a session is
 /// closed, or expires because the registry heard nothing from it for
-/// [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT), the instances it registered (and that no later
+/// [`REGISTRY_SESSION_TIMEOUT`](super::REGISTRY_SESSION_TIMEOUT), the instances it registered (and that no later
 /// session registered again) are unregistered, web registrations as well as services. A
 /// connection that merely breaks leaves its session to be resumed.
 ///
@@ -366,7 +366,7 @@ impl Server {
         }
     }
 
-    /// Expires the sessions not heard from for [`SESSION_TIMEOUT`], each when its time comes, in
+    /// Expires the sessions not heard from for [`REGISTRY_SESSION_TIMEOUT`], each when its time comes, in
     /// id order when several are due together.
     async fn reap(self) {
         let down = self.host.down();
@@ -381,7 +381,7 @@ impl Server {
                 Some(last_heard) => tokio::select! {
                     biased;
                     () = down.wait() => return,
-                    () = tokio::time::sleep_until(last_heard + SESSION_TIMEOUT) => {}
+                    () = tokio::time::sleep_until(last_heard + REGISTRY_SESSION_TIMEOUT) => {}
                 },
             }
             let now = Instant::now();
@@ -389,12 +389,12 @@ impl Server {
                 .state()
                 .sessions
                 .iter()
-                .filter(|(_, s)| now.duration_since(s.last_heard) >= SESSION_TIMEOUT)
+                .filter(|(_, s)| now.duration_since(s.last_heard) >= REGISTRY_SESSION_TIMEOUT)
                 .map(|(id, _)| *id)
                 .collect();
             for session in due {
                 if let Some(client) = self.end(session) {
-                    let detail = format!("expired session {session}: nothing heard for {SESSION_TIMEOUT:?}");
+                    let detail = format!("expired session {session}: nothing heard for {REGISTRY_SESSION_TIMEOUT:?}");
                     self.host.timeline().record(Entry::now(self.host.name(), "session", client).detail(detail));
                 }
             }
@@ -618,7 +618,7 @@ impl Session for ClientSession {
     }
 
     fn liveness() -> Liveness {
-        Liveness::exact(READ_TIMEOUT)
+        Liveness::exact(READ_TIMEOUT, REGISTRY_PING_INTERVAL)
     }
 
     fn opened(&mut self, out: &Out) {
@@ -802,7 +802,7 @@ impl Session for ClientSession {
 /// reconnects (see the module docs of [`sim`](super)). When its connection breaks it connects
 /// again and resumes the session, so its registrations and watches stay, and calls in flight
 /// are sent again; when the session has expired meanwhile (its host was cut off from the
-/// registry for longer than [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT)), it registers again
+/// registry for longer than [`REGISTRY_SESSION_TIMEOUT`](super::REGISTRY_SESSION_TIMEOUT)), it registers again
 /// every instance it had registered on the new session and re-establishes its watches. The
 /// [`InstanceWatch`]es it handed out keep working throughout. Web registrations
 /// ([`Registry::register_web`]) are owned by the session in the same way. Dropping it closes the

@@ -9,9 +9,12 @@
 //! travel on the replier's own connection to the requester's endpoint. The first message on a
 //! connection is a hello: one frame, the sender's endpoint `tcp://<host>:<port>`. A message with
 //! no frames is a keepalive: the connecting side sends one every
-//! [`HEARTBEAT_INTERVAL`](super::HEARTBEAT_INTERVAL) and the listening side answers it, so a
-//! connection silent for [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT) (e.g. cut by a partition,
-//! which turmoil never heals) is dropped and the next send connects afresh.
+//! [`HEARTBEAT_INTERVAL`](super::HEARTBEAT_INTERVAL) and the listening side answers it. A
+//! connection that stays silent for [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT) after its link
+//! was partitioned or made lossy is dropped and the next send connects afresh: turmoil does not
+//! retransmit, so such a connection may have lost a message and stalled for good. A connection
+//! whose link was only slowed is kept however long it stays silent, as a TCP connection is, and
+//! its messages arrive late, never lost.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -29,11 +32,10 @@ use turmoil::net::tcp::OwnedReadHalf;
 use turmoil::net::{TcpListener, TcpStream};
 
 use super::SESSION_TIMEOUT;
-use lymph_core::Latch;
 
-use super::FaultAction;
 use super::SimHost;
 use super::wire::{self, AbortOnDrop, Link, Liveness};
+use super::{FaultAction, MessageFaults};
 use crate::timeline::{Direction, Entry, Timeline};
 
 /// The most frames a message may have.
@@ -201,6 +203,7 @@ struct State {
 /// writing fails, and accepts connections from peers on its port. A connection to a crashed peer
 /// is noticed when it closes; one cut by a partition when its keepalives stop (see the module
 /// docs); messages written to it in between are lost, which the container's timeouts handle.
+/// On a slow link nothing is lost: messages arrive late.
 /// Every message sent and received is recorded on the timeline (kind and subject from the
 /// frames, trace id from the headers), and so is every request its container gave up waiting for
 /// (a `timeout` entry, see [`RpcTransport::gave_up`]).
@@ -278,7 +281,8 @@ impl Inner {
         }
         state.last_connection += 1;
         let id = state.last_connection;
-        let task = tokio::spawn(run_outgoing(link, Arc::downgrade(&self.state), to.to_owned(), id));
+        let cut = Cut::new(&self.host, &host);
+        let task = tokio::spawn(run_outgoing(link, Arc::downgrade(&self.state), to.to_owned(), id, cut));
         state.connections.insert(to.to_owned(), Connection { id, tx: tx.clone(), _task: AbortOnDrop(task) });
         Ok(tx)
     }
@@ -319,8 +323,31 @@ impl Inner {
     }
 }
 
+/// Whether the link under a connection was cut (partitioned, or made lossy) since the connection
+/// was made. turmoil does not retransmit: a connection that lost a message stalls for good, so
+/// silence on it means it is broken. A connection whose link was never cut can only be slow (its
+/// link's latency was raised), and a real TCP connection does not give up on a slow link: it
+/// delivers late. Only silence after a cut drops a connection.
+struct Cut {
+    faults: MessageFaults,
+    hosts: (String, String),
+    at_connect: u64,
+}
+
+impl Cut {
+    fn new(host: &SimHost, peer: &str) -> Self {
+        let faults = host.faults().clone();
+        let at_connect = faults.cuts(host.name(), peer);
+        Self { faults, hosts: (host.name().to_owned(), peer.to_owned()), at_connect }
+    }
+
+    fn happened(&self) -> bool {
+        self.faults.cuts(&self.hosts.0, &self.hosts.1) != self.at_connect
+    }
+}
+
 /// Keeps an outgoing connection alive and notices when it is dead.
-async fn run_outgoing(mut link: Link<Frames>, state: Weak<Mutex<State>>, to: String, id: u64) {
+async fn run_outgoing(mut link: Link<Frames>, state: Weak<Mutex<State>>, to: String, id: u64, cut: Cut) {
     let mut liveness = Liveness::new();
     loop {
         tokio::select! {
@@ -330,8 +357,8 @@ async fn run_outgoing(mut link: Link<Frames>, state: Weak<Mutex<State>>, to: Str
                 None => break,
             },
             silent = liveness.tick() => {
-                if silent {
-                    tracing::debug!(%to, "rpc connection silent, dropping it");
+                if silent && cut.happened() {
+                    tracing::debug!(%to, "rpc connection silent since its link was cut, dropping it");
                     break;
                 }
                 if !link.send(encode_frames(&[])) {
@@ -360,9 +387,10 @@ async fn serve_incoming(
     peer: String,
     inbox: mpsc::Sender<Incoming>,
     recorder: Recorder,
-    down: Latch,
+    host: SimHost,
 ) {
-    let mut link = Link::new(stream, peer.clone(), read_frames, down);
+    let down = host.down();
+    let mut link = Link::new(stream, peer.clone(), read_frames, down.clone());
     let source = match tokio::time::timeout(SESSION_TIMEOUT, link.rx.recv()).await {
         Ok(Some(hello)) => match hello.as_slice() {
             [endpoint] => match std::str::from_utf8(endpoint) {
@@ -379,6 +407,8 @@ async fn serve_incoming(
         },
         _ => return,
     };
+    let peer_host = source.strip_prefix("tcp://").and_then(wire::split_addr).map(|(host, _)| host).unwrap_or_default();
+    let cut = Cut::new(&host, &peer_host);
     let mut liveness = Liveness::new();
     loop {
         tokio::select! {
@@ -398,8 +428,8 @@ async fn serve_incoming(
                 None => break,
             },
             silent = liveness.tick() => {
-                if silent {
-                    tracing::debug!(%peer, "incoming rpc connection silent, dropping it");
+                if silent && cut.happened() {
+                    tracing::debug!(%peer, "incoming rpc connection silent since its link was cut, dropping it");
                     break;
                 }
             }
@@ -418,7 +448,7 @@ impl RpcTransport for SimRpc {
                 .map_err(|e| Error::transport(format!("cannot bind port {}: {e}", self.inner.port)))?;
             let (tx, inbox) = mpsc::channel(INBOX_CAPACITY);
             let recorder = self.inner.recorder.clone();
-            let down = self.inner.host.down();
+            let host = self.inner.host.clone();
             let accept = tokio::spawn(async move {
                 let mut connections = JoinSet::new();
                 loop {
@@ -430,7 +460,7 @@ impl RpcTransport for SimRpc {
                                 peer.to_string(),
                                 tx.clone(),
                                 recorder.clone(),
-                                down.clone(),
+                                host.clone(),
                             ));
                         }
                         Err(error) => {

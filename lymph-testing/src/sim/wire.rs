@@ -206,9 +206,12 @@ impl Liveness {
         Self { last_rx: Instant::now(), tick, silence: SESSION_TIMEOUT, exact: false }
     }
 
-    /// Starts counting now; silence is noticed as soon as it has lasted `silence`.
-    pub(crate) fn exact(silence: Duration) -> Self {
-        Self { silence, exact: true, ..Self::new() }
+    /// Starts counting now; pings every `ping`, and notices silence as soon as it has lasted
+    /// `silence`.
+    pub(crate) fn exact(silence: Duration, ping: Duration) -> Self {
+        let mut tick = tokio::time::interval(ping);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self { last_rx: Instant::now(), tick, silence, exact: true }
     }
 
     /// Something arrived from the peer.
