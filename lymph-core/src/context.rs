@@ -78,10 +78,10 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// When `event_type` is empty ([`Error::Config`](crate::Error::Config)), `body` cannot be
-    /// encoded or the event system fails.
+    /// When `event_type` is empty or longer than 255 bytes, or the name of its wait queue is
+    /// ([`Error::Config`](crate::Error::Config)), `body` cannot be encoded or the event system fails.
     pub async fn emit_delayed(&self, event_type: &str, body: impl Serialize, delay: Duration) -> Result<()> {
-        crate::event::check_event_type(event_type)?;
+        crate::event::check_emit(event_type, delay)?;
         let body = crate::value::to_value(&body)?;
         self.shared.emit(event_type, body, &self.trace_id, delay).await
     }

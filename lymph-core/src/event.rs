@@ -186,18 +186,73 @@ pub trait EventSystem: Send + Sync + fmt::Debug {
     fn subscribe(&self, subscription: Subscription) -> BoxFuture<'_, Result<Deliveries>>;
 }
 
+/// The longest event type, queue or exchange name, in bytes: AMQP carries them as short strings
+/// (RabbitMQ refuses longer ones), and every backend of lymph-rs keeps to the same limit.
+pub const MAX_NAME_LEN: usize = 255;
+
 /// Checks that events of `event_type` can be published: an empty type (an empty routing key)
-/// is never what anyone means. [`Context::emit`](crate::Context::emit) and every
-/// [`EventSystem`] of lymph-rs refuse it.
+/// is never what anyone means, and a type longer than [`MAX_NAME_LEN`] bytes cannot be a routing
+/// key. [`Context::emit`](crate::Context::emit) and every [`EventSystem`] of lymph-rs refuse them.
 ///
 /// # Errors
 ///
-/// [`Error::Config`](crate::Error::Config) when `event_type` is empty.
+/// [`Error::Config`](crate::Error::Config) when `event_type` is empty or too long.
 pub fn check_event_type(event_type: &str) -> Result<()> {
     if event_type.is_empty() {
         return Err(crate::Error::Config("an event type must not be empty".to_owned()));
     }
+    check_name("event type", event_type)
+}
+
+/// [`check_event_type`], and for a delayed event (`delay` above zero) the name of lymph's wait
+/// queue `<event type>-wait_<delay ms>`, which must fit in [`MAX_NAME_LEN`] bytes too.
+///
+/// # Errors
+///
+/// [`Error::Config`](crate::Error::Config) naming what is too long.
+pub fn check_emit(event_type: &str, delay: std::time::Duration) -> Result<()> {
+    check_event_type(event_type)?;
+    if delay.is_zero() {
+        return Ok(());
+    }
+    check_name("the wait queue of a delayed event", &format!("{event_type}-wait_{}", delay.as_millis()))
+}
+
+/// Checks that a subscription's queue name and patterns fit in [`MAX_NAME_LEN`] bytes (a
+/// broadcast or once queue gets a suffix of 37 bytes more, which counts too).
+///
+/// # Errors
+///
+/// [`Error::Config`](crate::Error::Config) naming what is too long.
+pub fn check_subscription(subscription: &Subscription) -> Result<()> {
+    // `-<uuid4>`: the suffix lymph gives the unique queue of a broadcast or once subscription.
+    const UNIQUE_SUFFIX: usize = 37;
+    let queue = &subscription.queue;
+    if (subscription.broadcast || subscription.once) && queue.len() + UNIQUE_SUFFIX > MAX_NAME_LEN {
+        return Err(crate::Error::Config(format!(
+            "the queue name {:?}… is {} bytes with its unique suffix; at most {MAX_NAME_LEN}",
+            truncated(queue),
+            queue.len() + UNIQUE_SUFFIX
+        )));
+    }
+    check_name("queue name", queue)?;
+    subscription.patterns.iter().try_for_each(|pattern| check_name("event type pattern", pattern))
+}
+
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(crate::Error::Config(format!(
+            "the {what} {:?}… is {} bytes; at most {MAX_NAME_LEN} (an AMQP short string)",
+            truncated(name),
+            name.len()
+        )));
+    }
     Ok(())
+}
+
+/// The first 40 characters of `name`, for error messages.
+fn truncated(name: &str) -> String {
+    name.chars().take(40).collect()
 }
 
 /// Whether the event type `event_type` matches the topic `pattern` (`*` one word, `#` zero or more).

@@ -112,6 +112,37 @@ async fn an_empty_event_type_is_refused() -> Result {
     Ok(())
 }
 
+/// AMQP's short strings: event types, wait queues and queue names of more than 255 bytes are
+/// refused in every backend, as RabbitMQ (and lapin, which would panic) refuses them.
+#[tokio::test]
+async fn names_longer_than_an_amqp_short_string_are_refused() -> Result {
+    let events = MemoryEvents::new();
+    let mut all = events.subscribe(sub("q-all", &["#"])).await?;
+    let longest = "t".repeat(255);
+    events.emit(event(&longest, 1), Duration::ZERO).await?;
+    for (event_type, delay) in [
+        ("t".repeat(256), Duration::ZERO),
+        ("t".repeat(300), Duration::from_millis(5)),
+        // The type fits; its wait queue `<type>-wait_1000` does not.
+        ("t".repeat(250), Duration::from_secs(1)),
+    ] {
+        let emitted = events.emit(event(&event_type, 2), delay).await;
+        assert!(matches!(&emitted, Err(Error::Config(m)) if m.contains("at most 255")), "{emitted:?}");
+    }
+    let got: Vec<_> = ack_all(drain(&mut all)).await?.into_iter().map(|(t, _)| t).collect();
+    assert_eq!(got, std::slice::from_ref(&longest));
+    for subscription in [
+        sub(&"q".repeat(256), &["a"]),
+        sub("q", &[&"p".repeat(256)]),
+        Subscription { broadcast: true, ..sub(&"q".repeat(230), &["a"]) },
+    ] {
+        let subscribed = events.subscribe(subscription).await;
+        assert!(matches!(&subscribed, Err(Error::Config(m)) if m.contains("at most 255")), "{subscribed:?}");
+    }
+    events.subscribe(sub(&"q".repeat(255), &[&longest])).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn topic_routing_with_wildcards() -> Result {
     let events = MemoryEvents::new();

@@ -242,6 +242,15 @@ fn the_broker_client_refuses_an_empty_event_type() -> Result {
         let events = SimEvents::connect(BROKER, &SimHost::new("producer", tl))?;
         let emitted = events.emit(Event::new("", Value::Nil, None), Duration::ZERO).await;
         assert!(matches!(emitted, Err(Error::Config(_))), "{emitted:?}");
+        // AMQP's limit on names holds here as on RabbitMQ: 255 bytes.
+        for (event_type, delay) in [("t".repeat(256), Duration::ZERO), ("t".repeat(250), Duration::from_secs(1))] {
+            let emitted = events.emit(Event::new(event_type, Value::Nil, None), delay).await;
+            assert!(matches!(&emitted, Err(Error::Config(m)) if m.contains("at most 255")), "{emitted:?}");
+        }
+        let long_queue =
+            Subscription { queue: "q".repeat(256), patterns: vec!["a".into()], broadcast: false, once: false };
+        let subscribed = events.subscribe(long_queue).await;
+        assert!(matches!(&subscribed, Err(Error::Config(m)) if m.contains("at most 255")), "{subscribed:?}");
         Ok(())
     });
     run(&mut sim, |_| {})?;

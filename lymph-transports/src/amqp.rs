@@ -424,7 +424,7 @@ impl fmt::Debug for AmqpEvents {
 impl EventSystem for AmqpEvents {
     fn emit(&self, event: Event, delay: Duration) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            lymph_core::event::check_event_type(&event.event_type)?;
+            lymph_core::event::check_emit(&event.event_type, delay)?;
             let shared = &self.shared;
             let link = shared.current()?;
             let payload = event.to_msgpack();
@@ -440,6 +440,8 @@ impl EventSystem for AmqpEvents {
 
     fn subscribe(&self, subscription: Subscription) -> BoxFuture<'_, Result<Deliveries>> {
         Box::pin(async move {
+            // lapin panics on a short string over 255 bytes: refuse such names first.
+            lymph_core::event::check_subscription(&subscription)?;
             let shared = &self.shared;
             let unique = subscription.broadcast || subscription.once;
             let name = if unique { format!("{}-{}", subscription.queue, uuid4()) } else { subscription.queue.clone() };

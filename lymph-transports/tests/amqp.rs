@@ -97,6 +97,36 @@ async fn emit(events: &AmqpEvents, event: Event) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Names longer than an AMQP short string (255 bytes) are a clear error, never a panic inside
+/// lapin: an event type, the wait queue of a delayed event, a queue name, a broadcast queue with
+/// its unique suffix.
+#[tokio::test]
+async fn names_longer_than_an_amqp_short_string_are_errors() -> anyhow::Result<()> {
+    let events = connect().await?;
+    for (event_type, delay) in [("t".repeat(300), Duration::ZERO), ("t".repeat(250), Duration::from_secs(1))] {
+        let emitted = events.emit(event(&event_type, 1), delay).await;
+        assert!(matches!(&emitted, Err(Error::Config(m)) if m.contains("at most 255")), "{emitted:?}");
+    }
+    for subscription in [
+        subscription(&"q".repeat(256), &["a"]),
+        Subscription { broadcast: true, ..subscription(&"q".repeat(230), &["a"]) },
+    ] {
+        let subscribed = events.subscribe(subscription).await;
+        assert!(matches!(&subscribed, Err(Error::Config(m)) if m.contains("at most 255")), "{subscribed:?}");
+    }
+    // The longest names that fit still work.
+    let queue = unique("q");
+    let queue = format!("{queue}{}", "q".repeat(255 - queue.len()));
+    let event_type = "t".repeat(255);
+    let mut deliveries = events.subscribe(subscription(&queue, &[&event_type])).await?;
+    emit(&events, event(&event_type, 7)).await?;
+    let delivery = recv(&mut deliveries).await?;
+    assert_eq!(n_of(&delivery), 7);
+    delivery.acker.ack().await?;
+    delete_queues(&[&queue]).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn competing_consumers_share_a_queue_round_robin() -> anyhow::Result<()> {
     let events = connect().await?;

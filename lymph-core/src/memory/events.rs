@@ -293,7 +293,7 @@ fn enqueue(shared: &Arc<Mutex<Broker>>, queue: &str, event: Event, seq: Option<u
 impl EventSystem for MemoryEvents {
     fn emit(&self, event: Event, delay: Duration) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            crate::event::check_event_type(&event.event_type)?;
+            crate::event::check_emit(&event.event_type, delay)?;
             if delay.is_zero() {
                 self.publish(event);
             } else {
@@ -308,7 +308,10 @@ impl EventSystem for MemoryEvents {
     }
 
     fn subscribe(&self, subscription: Subscription) -> BoxFuture<'_, Result<Deliveries>> {
-        Box::pin(async move { Ok(self.subscribe_now(subscription).1) })
+        Box::pin(async move {
+            crate::event::check_subscription(&subscription)?;
+            Ok(self.subscribe_now(subscription).1)
+        })
     }
 }
 

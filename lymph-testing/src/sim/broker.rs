@@ -673,7 +673,7 @@ impl SimEvents {
 impl EventSystem for SimEvents {
     fn emit(&self, event: Event, delay: Duration) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            lymph_core::event::check_event_type(&event.event_type)?;
+            lymph_core::event::check_emit(&event.event_type, delay)?;
             let detail = if delay.is_zero() { String::new() } else { format!("delay={delay:?}") };
             self.timeline
                 .record(Entry::now(&self.host, "emit", &event.event_type).trace(event.trace_id()).detail(detail));
@@ -687,6 +687,7 @@ impl EventSystem for SimEvents {
 
     fn subscribe(&self, subscription: Subscription) -> BoxFuture<'_, Result<Deliveries>> {
         Box::pin(async move {
+            lymph_core::event::check_subscription(&subscription)?;
             let sub = self.last_sub.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             let (tx, deliveries) = mpsc::unbounded_channel();
             let (reply, rx) = oneshot::channel();
