@@ -94,6 +94,34 @@ pub struct WebInstance {
 /// The live list of a service's instances, updated by the registry as they come and go.
 pub type InstanceWatch = watch::Receiver<Vec<ServiceInstance>>;
 
+/// Checks that `service` can name a service in every registry, as ZooKeeper's path rules allow
+/// one node name (lymph keeps services at `/services/<name>/<id>`): not empty, not `.` or `..`,
+/// no `/`, no control or non-character code points (ZooKeeper refuses U+0000–U+001F,
+/// U+007F–U+009F, U+D800–U+F8FF, of which a Rust string can hold U+E000–U+F8FF, and
+/// U+FFF0–U+FFFF), at most 255 bytes. Every [`Registry`] of
+/// lymph-rs refuses other names when registering.
+///
+/// # Errors
+///
+/// [`Error::Config`](crate::Error::Config) saying what is wrong with the name.
+pub fn check_service_name(service: &str) -> Result<()> {
+    let refuse = |why: &str| Err(crate::Error::Config(format!("bad service name {service:?}: {why}")));
+    if service.is_empty() {
+        return refuse("it is empty");
+    }
+    if service == "." || service == ".." {
+        return refuse("ZooKeeper reserves . and ..");
+    }
+    if service.len() > 255 {
+        return refuse("it is longer than 255 bytes");
+    }
+    let forbidden = |c: char| matches!(c, '/' | '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{e000}'..='\u{f8ff}' | '\u{fff0}'..='\u{ffff}');
+    if let Some(c) = service.chars().find(|&c| forbidden(c)) {
+        return refuse(&format!("{c:?} is not allowed in a ZooKeeper node name"));
+    }
+    Ok(())
+}
+
 /// Keeps track of service instances.
 ///
 /// lymph's registry: a container registers one instance per interface it hosts (including the

@@ -327,6 +327,24 @@ fn instance(id: &str, endpoint: &str) -> ServiceInstance {
     ServiceInstance::new(id, format!("identity-{id}"), None, endpoint)
 }
 
+/// ZooKeeper's node names: every registry refuses what ZooKeeper would (`odd/name`, `..`, control
+/// characters, more than 255 bytes) and takes the rest.
+#[tokio::test]
+async fn service_names_zookeeper_refuses_are_refused() -> Result {
+    let registry = MemoryNetwork::new().registry();
+    for bad in ["", ".", "..", "odd/name", "tab\there", "del\u{7f}", "private\u{e000}", &"s".repeat(256)] {
+        let registered = registry.register(bad, instance("a", "mock://a")).await;
+        assert!(
+            matches!(&registered, Err(Error::Config(m)) if m.contains("bad service name")),
+            "{bad:?}: {registered:?}"
+        );
+    }
+    for good in ["echo", "odd.name", "with-dash_and:colon", "ünïcode", "...", &"s".repeat(255)] {
+        registry.register(good, instance("a", "mock://a")).await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn registry_register_watch_unregister() -> Result {
     let network = MemoryNetwork::new();

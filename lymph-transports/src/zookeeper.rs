@@ -741,9 +741,10 @@ fn valid_service(service: &str) -> bool {
 
 impl Registry for ZkRegistry {
     fn register<'a>(&'a self, service: &'a str, instance: ServiceInstance) -> BoxFuture<'a, Result<()>> {
-        Box::pin(
-            async move { self.inner.register_instance(Namespace::Services, service, &instance.id, &instance).await },
-        )
+        Box::pin(async move {
+            lymph_core::registry::check_service_name(service)?;
+            self.inner.register_instance(Namespace::Services, service, &instance.id, &instance).await
+        })
     }
 
     fn unregister<'a>(&'a self, service: &'a str, id: &'a str) -> BoxFuture<'a, Result<()>> {
@@ -803,7 +804,10 @@ impl Registry for ZkRegistry {
     }
 
     fn register_web<'a>(&'a self, service: &'a str, instance: WebInstance) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.inner.register_instance(Namespace::Http, service, &instance.id, &instance).await })
+        Box::pin(async move {
+            lymph_core::registry::check_service_name(service)?;
+            self.inner.register_instance(Namespace::Http, service, &instance.id, &instance).await
+        })
     }
 
     fn unregister_web<'a>(&'a self, service: &'a str, id: &'a str) -> BoxFuture<'a, Result<()>> {

@@ -69,6 +69,26 @@ async fn wait_for_ids(watch: &mut InstanceWatch, expected: &[&str]) -> Result<Du
     }
 }
 
+/// Names ZooKeeper would refuse are refused before a request is made, as in every backend; the
+/// longest name that fits is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_names_zookeeper_refuses_are_a_clear_error() -> Result<()> {
+    let registry = connect().await?;
+    for bad in ["odd/name", "..", "nul\u{0}"] {
+        let registered = registry.register(bad, instance("a", 1)).await;
+        ensure!(
+            matches!(&registered, Err(Error::Config(m)) if m.contains("bad service name")),
+            "{bad:?}: {registered:?}"
+        );
+    }
+    let service = unique("s");
+    let service = format!("{service}{}", "s".repeat(255 - service.len()));
+    registry.register(&service, instance("a", 1)).await?;
+    ensure!(registry.discover().await?.contains(&service), "the 255-byte name was not registered");
+    remove_service(&service).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_writes_lymphs_ephemeral_node() -> Result<()> {
     let registry = connect().await?;

@@ -132,6 +132,7 @@ impl MemoryRegistry {
 impl Registry for MemoryRegistry {
     fn register<'a>(&'a self, service: &'a str, instance: ServiceInstance) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            crate::registry::check_service_name(service)?;
             self.register_now(service, instance);
             Ok(())
         })
@@ -154,6 +155,7 @@ impl Registry for MemoryRegistry {
 
     fn register_web<'a>(&'a self, service: &'a str, instance: WebInstance) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            crate::registry::check_service_name(service)?;
             self.register_web_now(service, instance);
             Ok(())
         })

@@ -875,6 +875,7 @@ impl Drop for SimRegistry {
 impl Registry for SimRegistry {
     fn register<'a>(&'a self, service: &'a str, instance: ServiceInstance) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            lymph_core::registry::check_service_name(service)?;
             self.call(Request::Register { service: service.to_owned(), instance: Box::new(instance) }).await.map(drop)
         })
     }
@@ -905,6 +906,7 @@ impl Registry for SimRegistry {
 
     fn register_web<'a>(&'a self, service: &'a str, instance: WebInstance) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            lymph_core::registry::check_service_name(service)?;
             self.call(Request::RegisterWeb { service: service.to_owned(), instance: Box::new(instance) })
                 .await
                 .map(drop)
