@@ -31,32 +31,9 @@ ZK_PORT=2181
 AMQP_PORT=5672
 mkdir -p "$STATE"
 
-# Loopback only, also for epmd and the Erlang distribution of the server and of `rabbitmqctl`.
-export ERL_EPMD_ADDRESS=127.0.0.1
-LOOPBACK_DIST='-kernel inet_dist_use_interface {127,0,0,1}'
-export RABBITMQ_CTL_ERL_ARGS="$LOOPBACK_DIST"
-
 log() { echo "infra-other-way: $*" >&2; }
-
-listening() { # PORT
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-wait_port() { # NAME PORT SECONDS
-    local deadline=$((SECONDS + $3))
-    until listening "$2"; do
-        if ((SECONDS >= deadline)); then log "$1 did not listen on 127.0.0.1:$2 within $3 s"; return 1; fi
-        sleep 0.2
-    done
-}
-
-wait_closed() { # NAME PORT SECONDS
-    local deadline=$((SECONDS + $3))
-    while listening "$2"; do
-        if ((SECONDS >= deadline)); then log "$1 still listens on 127.0.0.1:$2 after $3 s"; return 1; fi
-        sleep 0.2
-    done
-}
+# shellcheck source=infra-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/infra-lib.sh"
 
 zk_restart_command() {
     printf 'SERVER_JVMFLAGS=-Xmx256m %q restart %q' "$ZK_SERVER" "$ZK_CFG"
