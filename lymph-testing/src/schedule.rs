@@ -246,6 +246,13 @@ impl ScheduleStrategy {
         self
     }
 
+    /// Draws faults of these kinds only, e.g. `&[Kind::Latency]` for a sweep over slow links.
+    /// An empty list draws crashes, restarts and partitions, as [`Schedule::strategy`] does.
+    pub fn only(mut self, kinds: &[Kind]) -> Self {
+        self.kinds = if kinds.is_empty() { CLASSIC.into_iter().collect() } else { kinds.iter().copied().collect() };
+        self
+    }
+
     fn horizon_ms(&self) -> u64 {
         u64::try_from(self.horizon.as_millis()).unwrap_or(u64::MAX).max(1)
     }
