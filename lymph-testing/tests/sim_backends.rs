@@ -560,3 +560,44 @@ fn same_seed_gives_the_same_timeline() -> Result {
     assert!(grouped.starts_with("trace trace-0123456789\n"), "{grouped}");
     Ok(())
 }
+
+/// Large RPC messages cross the simulated network as they cross ZeroMQ: 20 MiB arrives; one past
+/// `MAX_RPC_MESSAGE` (64 MiB, the ZeroMQ transport's default limit) closes its connection
+/// unread, and the next message gets through on a new one.
+#[test]
+fn rpc_carries_20_mib_and_refuses_a_message_past_the_limit() -> Result {
+    let mut sim = sim(5);
+    sim.host("sink", || async {
+        let rpc = SimRpc::new(&SimHost::new("sink", Timeline::new()), 4000);
+        let (_, mut inbox) = rpc.bind().await?;
+        while let Some(incoming) = inbox.recv().await {
+            let size: usize = incoming.frames.iter().map(Bytes::len).sum();
+            rpc.send(&incoming.source, [Bytes::from(size.to_string())].into_iter().collect()).await?;
+        }
+        Ok(())
+    });
+    sim.client("caller", async {
+        let rpc = SimRpc::new(&SimHost::new("caller", Timeline::new()), 4000);
+        let (_, mut inbox) = rpc.bind().await?;
+        let message = |body: Bytes| [Bytes::from_static(b"id"), body].into_iter().collect();
+        rpc.send("tcp://sink:4000", message(Bytes::from(vec![7u8; 20 << 20]))).await?;
+        let reply = timeout(Duration::from_secs(10), inbox.recv()).await?.expect("a reply");
+        assert_eq!(reply.frames[0], Bytes::from(((20 << 20) + 2).to_string()));
+        rpc.send("tcp://sink:4000", message(Bytes::from(vec![7u8; sim::MAX_RPC_MESSAGE]))).await?;
+        assert!(timeout(Duration::from_secs(2), inbox.recv()).await.is_err(), "the oversized message arrived");
+        let mut answered = false;
+        for _ in 0..5 {
+            if rpc.send("tcp://sink:4000", message(Bytes::from_static(b"small"))).await.is_ok()
+                && let Ok(Some(reply)) = timeout(Duration::from_secs(1), inbox.recv()).await
+            {
+                assert_eq!(reply.frames[0], Bytes::from_static(b"7"));
+                answered = true;
+                break;
+            }
+        }
+        assert!(answered, "no message got through after the oversized one");
+        Ok(())
+    });
+    sim.run()?;
+    Ok(())
+}

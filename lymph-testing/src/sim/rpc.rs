@@ -3,7 +3,7 @@
 //! # Wire format
 //!
 //! A message is a u32 big-endian length of the rest, a u32 big-endian frame count, then each frame
-//! as a u32 big-endian length and its bytes (at most 64 frames, at most 16 MiB in all), so a
+//! as a u32 big-endian length and its bytes (at most 64 frames, at most 64 MiB in all, as the ZeroMQ transport), so a
 //! message is read in two reads and its frames share one buffer. A connection carries messages one way, from the
 //! connecting side to the listening side, as ZeroMQ's ROUTER-to-ROUTER pattern does: replies
 //! travel on the replier's own connection to the requester's endpoint. The first message on a
@@ -87,9 +87,17 @@ fn decode_frames(body: Bytes) -> io::Result<Frames> {
     Ok(frames)
 }
 
+/// The largest RPC message a connection may bring: 64 MiB, the default limit of the ZeroMQ
+/// transport (`ZmqConfig::with_max_message_size`); a larger one closes its connection, as there.
+pub const MAX_RPC_MESSAGE: usize = 64 << 20;
+
 fn read_frames(r: &mut OwnedReadHalf) -> BoxFuture<'_, io::Result<Option<Frames>>> {
     Box::pin(async move {
         let Some(len) = wire::read_u32(r).await? else { return Ok(None) };
+        if len as usize > MAX_RPC_MESSAGE {
+            let what = format!("a message of {len} bytes exceeds {MAX_RPC_MESSAGE}");
+            return Err(io::Error::new(io::ErrorKind::InvalidData, what));
+        }
         decode_frames(Bytes::from(wire::read_bytes(r, len).await?)).map(Some)
     })
 }

@@ -21,8 +21,9 @@ use super::SimHost;
 use super::{HEARTBEAT_INTERVAL, RECONNECT_BACKOFF, SESSION_TIMEOUT};
 use crate::timeline::Entry;
 
-/// The largest message of the session protocols, and the largest RPC frame.
-pub(crate) const MAX_LEN: usize = 16 << 20;
+/// The largest message of the session protocols: 128 MiB, RabbitMQ's default largest message
+/// (`max_message_size`), so the simulated broker carries what the real one does.
+pub(crate) const MAX_LEN: usize = 128 << 20;
 
 /// Aborts a task when dropped.
 #[derive(Debug)]
