@@ -1,5 +1,6 @@
-# Shared by scripts/infra.sh and scripts/infra-other-way.sh (sourced, not run): loopback-only
-# settings for Erlang, and waiting for the servers' ports on 127.0.0.1. The sourcing script
+# Shared by scripts/infra.sh and scripts/infra-other-way.sh (sourced, not run): the ZooKeeper
+# configuration, loopback-only settings for Erlang, and waiting for the servers' ports on
+# 127.0.0.1. The sourcing script
 # defines log() first; wait_port shows the last lines of $LOG_DIR/<name>.log when it gives up and
 # LOG_DIR is set.
 
@@ -37,4 +38,18 @@ wait_closed() { # NAME PORT SECONDS
         fi
         sleep 0.2
     done
+}
+
+write_zoo_cfg() { # FILE DATA_DIR: a standalone ZooKeeper on 127.0.0.1:2181, no admin server
+    cat >"$1" <<CFG
+tickTime=2000
+initLimit=10
+syncLimit=5
+dataDir=$2
+clientPort=2181
+clientPortAddress=127.0.0.1
+maxSessionTimeout=60000
+admin.enableServer=false
+4lw.commands.whitelist=ruok,stat,srvr,mntr
+CFG
 }

@@ -41,16 +41,7 @@ zk_restart_command() {
 
 up_zookeeper() {
     mkdir -p "$ZK_DIR/data"
-    cat >"$ZK_CFG" <<CFG
-tickTime=2000
-initLimit=10
-syncLimit=5
-dataDir=$ZK_DIR/data
-clientPort=$ZK_PORT
-clientPortAddress=127.0.0.1
-maxSessionTimeout=60000
-admin.enableServer=false
-CFG
+    write_zoo_cfg "$ZK_CFG" "$ZK_DIR/data"
     SERVER_JVMFLAGS=-Xmx256m "$ZK_SERVER" start "$ZK_CFG" >&2
     wait_port zookeeper $ZK_PORT 60
     touch "$STATE/zookeeper.started"

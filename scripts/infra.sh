@@ -68,17 +68,7 @@ start_zookeeper() {
     if listening $ZK_PORT; then log "zookeeper: something already listens on $ZK_PORT"; return; fi
     local dir="$HOME_DIR/zookeeper"
     mkdir -p "$dir/data"
-    cat >"$dir/zoo.cfg" <<CFG
-tickTime=2000
-initLimit=10
-syncLimit=5
-dataDir=$dir/data
-clientPort=$ZK_PORT
-clientPortAddress=127.0.0.1
-maxSessionTimeout=60000
-admin.enableServer=false
-4lw.commands.whitelist=ruok,stat,srvr,mntr
-CFG
+    write_zoo_cfg "$dir/zoo.cfg" "$dir/data"
     setsid java -Xmx256m -cp "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar" \
         -Dzookeeper.log.dir="$dir" -Dzookeeper.root.logger=INFO,CONSOLE \
         org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \

@@ -215,7 +215,17 @@ pub fn check_emit(event_type: &str, delay: std::time::Duration) -> Result<()> {
     if delay.is_zero() {
         return Ok(());
     }
-    check_name("the wait queue of a delayed event", &format!("{event_type}-wait_{}", delay.as_millis()))
+    // The length of `<event type>-wait_<delay ms>`, without building it (emits are a hot path).
+    let digits = delay.as_millis().checked_ilog10().map_or(1, |log| log as usize + 1);
+    let len = event_type.len() + "-wait_".len() + digits;
+    if len > MAX_NAME_LEN {
+        return Err(crate::Error::Config(format!(
+            "the wait queue of a delayed event \"{}…-wait_{}\" is {len} bytes; at most {MAX_NAME_LEN} (an AMQP short string)",
+            truncated(event_type),
+            delay.as_millis()
+        )));
+    }
+    Ok(())
 }
 
 /// Checks that a subscription's queue name and patterns fit in [`MAX_NAME_LEN`] bytes (a
@@ -272,7 +282,7 @@ pub fn topic_matches(pattern: &str, event_type: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::topic_matches;
+    use super::{MAX_NAME_LEN, check_emit, topic_matches};
 
     #[test]
     fn topic_patterns_follow_rabbitmq() {
@@ -288,5 +298,15 @@ mod tests {
         assert!(topic_matches("a.#.c", "a.c"));
         assert!(!topic_matches("a.#.c", "a.b.d"));
         assert!(topic_matches("interop.#", "interop.ping"));
+    }
+
+    #[test]
+    fn the_wait_queue_limit_is_the_length_of_the_name_it_would_be() {
+        for ms in [1u64, 9, 10, 99, 100, 999, 1_000, 123_456, u64::MAX] {
+            let delay = std::time::Duration::from_millis(ms);
+            let fits = "t".repeat(MAX_NAME_LEN - format!("-wait_{ms}").len());
+            assert!(check_emit(&fits, delay).is_ok(), "{ms} ms, {} bytes", fits.len());
+            assert!(check_emit(&format!("{fits}t"), delay).is_err(), "{ms} ms, one byte more");
+        }
     }
 }

@@ -13,6 +13,12 @@ use crate::Result;
 /// The frames of one message, in lymph's order: `[id, type, subject, headers, body]`.
 pub type Frames = Vec<Bytes>;
 
+/// The largest message an RPC connection may bring by default: 64 MiB, room for lymph's real
+/// traffic (the largest bodies lymph services exchange are a few MiB) and far below what would
+/// hurt a process. The ZeroMQ transport and the simulated one both close a connection that sends
+/// more, before reading it.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
 /// A message that arrived on a container's endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {

@@ -205,13 +205,8 @@ impl Runner {
                 let (a, b) = (report.timeline.render(&options), second.timeline.render(&options));
                 if a != b {
                     self.print_replay(seed, "is not deterministic", None);
-                    let dir = timeline_dir();
-                    let name = format!("{}-{seed}", self.test_path.replace("::", "-"));
-                    let (path_a, path_b) =
-                        (dir.join(format!("{name}-first-run.txt")), dir.join(format!("{name}-second-run.txt")));
-                    if std::fs::create_dir_all(&dir).is_ok()
-                        && std::fs::write(&path_a, &a).is_ok()
-                        && std::fs::write(&path_b, &b).is_ok()
+                    if let (Ok(path_a), Ok(path_b)) =
+                        (self.write_file(seed, "-first-run", &a), self.write_file(seed, "-second-run", &b))
                     {
                         eprintln!("lymph: the two timelines are in {} and {}", path_a.display(), path_b.display());
                     }
@@ -350,10 +345,15 @@ impl Runner {
 
     /// Writes the timeline of `seed` (heartbeats included) to `target/lymph-timelines/`.
     fn write_timeline(&self, seed: u64, timeline: &Timeline) -> std::io::Result<PathBuf> {
+        self.write_file(seed, "", &timeline.render(&RenderOptions { heartbeats: true, ..RenderOptions::default() }))
+    }
+
+    /// Writes `text` to `target/lymph-timelines/<test>-<seed><suffix>.txt`.
+    fn write_file(&self, seed: u64, suffix: &str, text: &str) -> std::io::Result<PathBuf> {
         let dir = timeline_dir();
         std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{}-{seed}.txt", self.test_path.replace("::", "-")));
-        std::fs::write(&path, timeline.render(&RenderOptions { heartbeats: true, ..RenderOptions::default() }))?;
+        let path = dir.join(format!("{}-{seed}{suffix}.txt", self.test_path.replace("::", "-")));
+        std::fs::write(&path, text)?;
         Ok(path)
     }
 }

@@ -345,6 +345,9 @@ fn registry_client_registers_again_after_a_partition() -> Result {
     let tl = timeline.clone();
     sim.client("svc", async move {
         let registry = SimRegistry::connect(REGISTRY, &SimHost::new("svc", tl))?;
+        // A name ZooKeeper refuses is refused here too, before it reaches the registry.
+        let refused = registry.register("odd/name", instance("aaaa", "tcp://svc:4000")).await;
+        assert!(matches!(&refused, Err(Error::Config(m)) if m.contains("bad service name")), "{refused:?}");
         registry.register("echo", instance("aaaa", "tcp://svc:4000")).await?;
         let mut watch = registry.watch("echo").await?;
         turmoil::partition("svc", "registry");
@@ -562,7 +565,7 @@ fn same_seed_gives_the_same_timeline() -> Result {
 }
 
 /// Large RPC messages cross the simulated network as they cross ZeroMQ: 20 MiB arrives; one past
-/// `MAX_RPC_MESSAGE` (64 MiB, the ZeroMQ transport's default limit) closes its connection
+/// `DEFAULT_MAX_MESSAGE_SIZE` (64 MiB, the ZeroMQ transport's default limit) closes its connection
 /// unread, and the next message gets through on a new one.
 #[test]
 fn rpc_carries_20_mib_and_refuses_a_message_past_the_limit() -> Result {
@@ -583,7 +586,7 @@ fn rpc_carries_20_mib_and_refuses_a_message_past_the_limit() -> Result {
         rpc.send("tcp://sink:4000", message(Bytes::from(vec![7u8; 20 << 20]))).await?;
         let reply = timeout(Duration::from_secs(10), inbox.recv()).await?.expect("a reply");
         assert_eq!(reply.frames[0], Bytes::from(((20 << 20) + 2).to_string()));
-        rpc.send("tcp://sink:4000", message(Bytes::from(vec![7u8; sim::MAX_RPC_MESSAGE]))).await?;
+        rpc.send("tcp://sink:4000", message(Bytes::from(vec![7u8; lymph_core::rpc::DEFAULT_MAX_MESSAGE_SIZE]))).await?;
         assert!(timeout(Duration::from_secs(2), inbox.recv()).await.is_err(), "the oversized message arrived");
         let mut answered = false;
         for _ in 0..5 {

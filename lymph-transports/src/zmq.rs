@@ -34,10 +34,7 @@ const PORT_RANGE: std::ops::Range<u16> = 35536..65535;
 const BIND_ATTEMPTS: usize = 20;
 /// The tracing target of this transport.
 const TARGET: &str = "lymph::zmq";
-/// The largest message a connection may bring by default: 64 MiB, room for lymph's real
-/// traffic (the largest bodies lymph services exchange are a few MiB) and far below what would
-/// hurt a process (see [`ZmqConfig::with_max_message_size`]).
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+pub use lymph_core::rpc::DEFAULT_MAX_MESSAGE_SIZE;
 
 /// Where and how a [`ZmqRpc`] binds and connects.
 #[derive(Debug, Clone)]

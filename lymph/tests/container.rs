@@ -507,26 +507,14 @@ fn connection_count(container: &Container) -> Option<i64> {
 #[tokio::test(start_paused = true)]
 async fn peers_that_cannot_be_reached_delay_no_heartbeat_to_live_ones_and_are_forgotten() {
     let network = MemoryNetwork::new();
-    let live_rpc = Observed::new(&network);
-    let live = Container::builder()
-        .rpc(live_rpc.clone())
-        .events(network.events())
-        .registry(network.registry())
-        .interface(Probe::default())
-        .seed(1)
-        .start()
-        .await
-        .unwrap();
-    let server_rpc = Observed::new(&network);
-    let server = Container::builder()
-        .rpc(server_rpc.clone())
-        .events(network.events())
-        .registry(network.registry())
-        .interface(Probe::default())
-        .seed(2)
-        .start()
-        .await
-        .unwrap();
+    // A probe instance on `network` whose transport records what it sends.
+    let observed_probe = async |seed: u64| {
+        let rpc = Observed::new(&network);
+        let builder = Container::builder().rpc(rpc.clone()).events(network.events()).registry(network.registry());
+        (rpc, builder.interface(Probe::default()).seed(seed).start().await.unwrap())
+    };
+    let (live_rpc, live) = observed_probe(1).await;
+    let (server_rpc, server) = observed_probe(2).await;
     // The server calls the live instance: it is a registered peer of the server's from now on.
     let live_probe = server.proxy(live.endpoint()).namespace("probe");
     assert_eq!(live_probe.call::<i64, _>("add", &Value::map([("a", 1), ("b", 2)])).await.unwrap(), 3);

@@ -47,7 +47,7 @@ pub use broker::{SimEvents, broker_server, broker_server_on};
 pub use fault::{FaultAction, MessageFault, MessageFaults};
 pub use host::SimHost;
 pub use registry::{SimRegistry, registry_server, registry_server_on};
-pub use rpc::{MAX_RPC_MESSAGE, SimRpc};
+pub use rpc::SimRpc;
 pub use web::SimWebNetwork;
 
 /// The port the simulated registry listens on by default (ZooKeeper's).

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use lymph_core::rpc::{ClientRequest, Frames, Inbox, Incoming, RpcTransport};
+use lymph_core::rpc::{ClientRequest, DEFAULT_MAX_MESSAGE_SIZE, Frames, Inbox, Incoming, RpcTransport};
 use lymph_core::{Error, Headers, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -87,15 +87,12 @@ fn decode_frames(body: Bytes) -> io::Result<Frames> {
     Ok(frames)
 }
 
-/// The largest RPC message a connection may bring: 64 MiB, the default limit of the ZeroMQ
-/// transport (`ZmqConfig::with_max_message_size`); a larger one closes its connection, as there.
-pub const MAX_RPC_MESSAGE: usize = 64 << 20;
-
 fn read_frames(r: &mut OwnedReadHalf) -> BoxFuture<'_, io::Result<Option<Frames>>> {
     Box::pin(async move {
         let Some(len) = wire::read_u32(r).await? else { return Ok(None) };
-        if len as usize > MAX_RPC_MESSAGE {
-            let what = format!("a message of {len} bytes exceeds {MAX_RPC_MESSAGE}");
+        // The ZeroMQ transport's default limit: a larger message closes its connection, as there.
+        if len as usize > DEFAULT_MAX_MESSAGE_SIZE {
+            let what = format!("a message of {len} bytes exceeds {DEFAULT_MAX_MESSAGE_SIZE}");
             return Err(io::Error::new(io::ErrorKind::InvalidData, what));
         }
         decode_frames(Bytes::from(wire::read_bytes(r, len).await?)).map(Some)
