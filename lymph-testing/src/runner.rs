@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::sim::{DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, broker_server, registry_server};
+use crate::sim::{DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, RegistryDisk, broker_server, registry_server_with};
 use crate::timeline::RenderOptions;
 use crate::world::{BROKER_HOST, Command, REGISTRY_HOST, TEST_HOST, World, run_service};
 use crate::{Timeline, seed};
@@ -258,10 +258,12 @@ impl Runner {
         for (name, port) in [(REGISTRY_HOST, DEFAULT_REGISTRY_PORT), (BROKER_HOST, DEFAULT_BROKER_PORT)] {
             let control = world.infrastructure(name);
             let (timeline, faults) = (timeline.clone(), world.state.faults.clone());
+            // The registry keeps its sessions and registrations over a restart, as ZooKeeper does.
+            let disk = RegistryDisk::default();
             sim.host(name, move || {
                 let host = control.power_on(name, &timeline, &faults);
                 let server: futures::future::LocalBoxFuture<'static, turmoil::Result> = if name == REGISTRY_HOST {
-                    Box::pin(registry_server(host, port))
+                    Box::pin(registry_server_with(host, port, disk.clone()))
                 } else {
                     Box::pin(broker_server(host, port))
                 };
@@ -434,6 +436,23 @@ fn apply_commands(
                 let name = host.clone();
                 sim.host(host.as_str(), move || {
                     run_service(name.clone(), factory.clone(), control.clone(), seed, timeline.clone(), faults.clone())
+                });
+            }
+            Command::Bare { host, setup, control } => {
+                let (timeline, faults) = (world.state.timeline.clone(), world.state.faults.clone());
+                let name = host.clone();
+                sim.host(host.as_str(), move || {
+                    let (setup, control, timeline, faults, name) =
+                        (setup.clone(), control.clone(), timeline.clone(), faults.clone(), name.clone());
+                    async move {
+                        // In the host's runtime, so that what `setup` spawns runs on this host.
+                        let sim_host = control.power_on(&name, &timeline, &faults);
+                        let first_boot = setup.borrow_mut().take();
+                        if let Some(setup) = first_boot {
+                            setup(&sim_host);
+                        }
+                        std::future::pending::<turmoil::Result>().await
+                    }
                 });
             }
             Command::Latency { a, b, range } => {

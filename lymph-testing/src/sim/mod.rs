@@ -46,7 +46,7 @@ use std::time::Duration;
 pub use broker::{SimEvents, broker_server, broker_server_on};
 pub use fault::{FaultAction, MessageFault, MessageFaults};
 pub use host::SimHost;
-pub use registry::{SimRegistry, registry_server, registry_server_on};
+pub use registry::{RegistryDisk, SimRegistry, registry_server, registry_server_on, registry_server_with};
 pub use rpc::SimRpc;
 pub use web::SimWebNetwork;
 

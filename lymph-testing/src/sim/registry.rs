@@ -158,8 +158,9 @@ type Key = (Namespace, String, String);
 /// sim.host("registry", || sim::registry_server(SimHost::new("registry", Timeline::new()), sim::DEFAULT_REGISTRY_PORT));
 /// ```
 ///
-/// `host` is the turmoil host it runs on; powering it off closes every connection and forgets
-/// every session.
+/// `host` is the turmoil host it runs on; powering it off closes every connection. Each call
+/// starts with nothing: to keep sessions and registrations over a restart, as ZooKeeper does, run
+/// [`registry_server_with`] on one [`RegistryDisk`].
 ///
 /// Must be called from within a simulation.
 ///
@@ -170,7 +171,8 @@ pub async fn registry_server(host: SimHost, port: u16) -> turmoil::Result {
     registry_server_on(host, port, MemoryRegistry::new()).await
 }
 
-/// Runs a simulated registry on `port` serving `registry` (which the test can inspect).
+/// Runs a simulated registry on `port` serving `registry` (which the test can inspect), with no
+/// sessions yet.
 ///
 /// Sessions own what they register (see the module docs of [`sim`](super)): when a session is
 /// closed, or expires because the registry heard nothing from it for
@@ -184,20 +186,73 @@ pub async fn registry_server(host: SimHost, port: u16) -> turmoil::Result {
 ///
 /// When the port cannot be bound.
 pub async fn registry_server_on(host: SimHost, port: u16, registry: MemoryRegistry) -> turmoil::Result {
+    registry_server_with(host, port, RegistryDisk::new(registry)).await
+}
+
+/// What a simulated registry keeps over a restart, as ZooKeeper keeps its snapshot and
+/// transaction log on disk: the registrations and the sessions that own them.
+///
+/// A registry started again on the same disk ([`registry_server_with`]) finds every session
+/// that had not expired, detached from its connection (those died with the old server), and
+/// gives each a full session timeout again from the boot, as ZooKeeper does when it loads its
+/// sessions; clients that reconnect in time resume their sessions, and no registration went away.
+#[derive(Clone)]
+pub struct RegistryDisk {
+    registry: MemoryRegistry,
+    state: Arc<Mutex<State>>,
+}
+
+impl fmt::Debug for RegistryDisk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryDisk").finish_non_exhaustive()
+    }
+}
+
+impl RegistryDisk {
+    /// A disk holding `registry` and no sessions.
+    pub fn new(registry: MemoryRegistry) -> Self {
+        let state = State { last_session: 0, sessions: BTreeMap::new(), owners: BTreeMap::new() };
+        Self { registry, state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// The registrations on the disk.
+    pub fn registry(&self) -> &MemoryRegistry {
+        &self.registry
+    }
+}
+
+impl Default for RegistryDisk {
+    fn default() -> Self {
+        Self::new(MemoryRegistry::new())
+    }
+}
+
+/// Runs a simulated registry on `port` from `disk`: the sessions and registrations a registry
+/// that ran on it earlier left there (see [`RegistryDisk`]), or none on a new disk.
+///
+/// Must be called from within a simulation.
+///
+/// # Errors
+///
+/// When the port cannot be bound.
+pub async fn registry_server_with(host: SimHost, port: u16, disk: RegistryDisk) -> turmoil::Result {
     let listener = TcpListener::bind(("0.0.0.0", port)).await?;
-    // Session ids start from the start time, so that a session of an earlier run of the server
-    // is not taken for one of this run.
-    let start_ms = u64::try_from(turmoil::sim_elapsed().unwrap_or_default().as_millis()).unwrap_or(u64::MAX);
-    let server = Server {
-        host: host.clone(),
-        registry,
-        state: Arc::new(Mutex::new(State {
-            last_session: start_ms.saturating_mul(1000),
-            sessions: BTreeMap::new(),
-            owners: BTreeMap::new(),
-        })),
-        wake: Arc::new(Notify::new()),
-    };
+    {
+        // Loading the sessions: their connections died with the old server, and each gets a
+        // whole session timeout from now (instants of the old server's runtime mean nothing).
+        let mut state = disk.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // New session ids start above the boot time, so that a session a server on another disk
+        // made is not taken for one of this server's.
+        let start_ms = u64::try_from(turmoil::sim_elapsed().unwrap_or_default().as_millis()).unwrap_or(u64::MAX);
+        state.last_session = state.last_session.max(start_ms.saturating_mul(1000));
+        let now = Instant::now();
+        for session in state.sessions.values_mut() {
+            session.attached = None;
+            session.last_heard = now;
+        }
+    }
+    let server =
+        Server { host: host.clone(), registry: disk.registry, state: disk.state, wake: Arc::new(Notify::new()) };
     let mut tasks = JoinSet::new();
     tasks.spawn(server.clone().reap());
     let mut last_connection = 0u64;
