@@ -13,6 +13,8 @@
 //! - [`Cluster`]: one scenario body for the embedded backends ([`Embedded`]) and the simulator.
 //! - [`ServiceTestCase`], [`MultiServiceTestCase`]: lymph's test cases on the embedded backends.
 //! - [`eventually`], [`for_a_while`]: waiting in simulated or real time, on plain or async conditions.
+//! - [`contract`]: one contract suite per seam, run on the embedded backends, the simulated
+//!   twins and (with `real-infra`) the real servers.
 //! - [`every_world!`]: one scenario body as a test on the embedded backends, a seed sweep in the
 //!   simulator and, behind the calling crate's own `real-infra` feature, a test on real servers.
 //!
@@ -24,6 +26,7 @@ mod case;
 
 pub mod check;
 mod cluster;
+pub mod contract;
 #[cfg(feature = "real-infra")]
 mod real;
 mod runner;
@@ -39,7 +42,7 @@ pub mod timeline;
 pub use case::{MockFn, MockReply, MultiServiceTestCase, RpcCall, ServiceTestCase, ServiceTestCaseBuilder};
 pub use cluster::{Cluster, Embedded};
 #[cfg(feature = "real-infra")]
-pub use real::Real;
+pub use real::{FaultProxy, Real};
 pub use runner::{
     BASE_SEED_VAR, DETERMINISM_VAR, NUM_VAR, RunReport, Runner, SEED_VAR, SHARD_VAR, TIMELINE_VAR, TestOutcome,
 };

@@ -42,7 +42,10 @@ impl fmt::Debug for Real {
     }
 }
 
-mod infra;
+pub(crate) mod infra;
+mod proxy;
+
+pub use proxy::FaultProxy;
 
 fn rabbitmqctl(args: &[&str]) -> Result<(), Error> {
     infra::rabbitmqctl(args).map(drop)

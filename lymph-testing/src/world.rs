@@ -35,6 +35,9 @@ pub(crate) const SESSION_EXPIRY: Duration =
 /// simulated backends and a seed. Called again each time the host restarts.
 pub(crate) type Factory = Rc<dyn Fn() -> ContainerBuilder>;
 
+/// What a bare host runs on its first boot (see [`World::bare_host`]).
+pub(crate) type Setup = Rc<RefCell<Option<Box<dyn FnOnce(&SimHost)>>>>;
+
 /// What a host's software shares with the world: started, stop requested, stopped, and the
 /// power switch of its current incarnation.
 #[derive(Default)]
@@ -62,11 +65,29 @@ impl HostControl {
 /// link's latency range (a fixed latency is a range of one value), `None` meaning the world's
 /// default range.
 pub(crate) enum Command {
-    Start { host: String, factory: Factory, control: Rc<HostControl> },
+    Start {
+        host: String,
+        factory: Factory,
+        control: Rc<HostControl>,
+    },
+    /// A host without a service: its software runs `setup` once, on its first boot.
+    Bare {
+        host: String,
+        setup: Setup,
+        control: Rc<HostControl>,
+    },
     Crash(String),
     Restart(String),
-    Latency { a: String, b: String, range: Option<(Duration, Duration)> },
-    Loss { a: String, b: String, rate: f64 },
+    Latency {
+        a: String,
+        b: String,
+        range: Option<(Duration, Duration)>,
+    },
+    Loss {
+        a: String,
+        b: String,
+        rate: f64,
+    },
 }
 
 /// The shared state of one simulation run.
@@ -204,6 +225,48 @@ impl World {
             control: control.clone(),
         });
         self.wait_started(host, &control).await
+    }
+
+    /// Starts a host named `host` that runs no service, calls `make` on it, and returns what
+    /// `make` returned: backend clients that live on that host but are used from the test body,
+    /// for checks of one seam. Their connections are the host's, so the host's faults apply to
+    /// them ([`crash`](World::crash), [`partition`](World::partition),
+    /// [`expire_session`](World::expire_session)); a crash powers them off for good (a restart
+    /// boots the host with nothing on it).
+    ///
+    /// ```no_run
+    /// # async fn body(world: lymph_testing::World) -> Result<(), lymph_core::Error> {
+    /// use lymph_testing::sim::SimRegistry;
+    /// let registry = world.bare_host("client-1", |host| SimRegistry::connect("registry:2181", host)).await??;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When a host of that name exists already.
+    pub async fn bare_host<T: 'static>(
+        &self,
+        host: &str,
+        make: impl FnOnce(&SimHost) -> T + 'static,
+    ) -> Result<T, Error> {
+        if self.state.hosts.borrow().contains_key(host) || [REGISTRY_HOST, BROKER_HOST, TEST_HOST].contains(&host) {
+            return Err(Error::Config(format!("a host named {host:?} exists already")));
+        }
+        let made: Rc<RefCell<Option<T>>> = Rc::default();
+        let slot = made.clone();
+        let setup: Setup = Rc::new(RefCell::new(Some(Box::new(move |sim_host: &SimHost| {
+            *slot.borrow_mut() = Some(make(sim_host));
+        }))));
+        let control = Rc::new(HostControl::default());
+        self.state.hosts.borrow_mut().insert(host.to_owned(), control.clone());
+        self.state.commands.borrow_mut().push_back(Command::Bare {
+            host: host.to_owned(),
+            setup,
+            control: control.clone(),
+        });
+        self.wait_started(host, &control).await?;
+        let made = made.borrow_mut().take();
+        made.ok_or_else(|| Error::Config(format!("host {host:?} started without running its setup")))
     }
 
     async fn wait_started(&self, host: &str, control: &HostControl) -> Result<(), Error> {

@@ -207,6 +207,6 @@ pub(super) fn restart_rabbitmq() -> Result<(), Error> {
 /// When the server was started some other way and `LYMPH_TEST_ZOOKEEPER_RESTART` is not set (the
 /// error says how to set it; a server the script did not start is never killed), or when it does
 /// not come back.
-pub(super) fn restart_zookeeper() -> Result<(), Error> {
+pub(crate) fn restart_zookeeper() -> Result<(), Error> {
     script(&["restart", "zookeeper"])
 }

@@ -1,0 +1,131 @@
+//! The registry contract on ZooKeeper: each client a [`ZkRegistry`] behind a [`FaultProxy`] of
+//! its own, each check in a chroot of its own.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
+use lymph_core::Error;
+use lymph_transports::{ZkConfig, ZkRegistry};
+
+use super::{Client, RegistryHarness, checks};
+use crate::contract::{Fault, Faults, Report, Verdict, selected};
+use crate::real::{FaultProxy, infra};
+
+/// The session timeout lymph-rs asks ZooKeeper for by default (`ZkConfig`).
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Clients of the ZooKeeper at `LYMPH_TEST_ZOOKEEPER` (default `127.0.0.1:2181`), under a
+/// chroot of their own.
+#[derive(Debug)]
+pub struct RealRegistries {
+    server: String,
+    chroot: String,
+    clients: RefCell<Vec<(Arc<ZkRegistry>, FaultProxy)>>,
+}
+
+impl RealRegistries {
+    /// A harness with a fresh chroot on the local ZooKeeper.
+    pub fn new() -> Self {
+        let server = std::env::var("LYMPH_TEST_ZOOKEEPER").unwrap_or_else(|_| "127.0.0.1:2181".to_owned());
+        let chroot = format!("/lymph-contract-{:016x}", rand::random::<u64>());
+        Self { server, chroot, clients: RefCell::default() }
+    }
+
+    fn proxy(&self, client: &Client) -> std::cell::Ref<'_, FaultProxy> {
+        std::cell::Ref::map(self.clients.borrow(), |clients| &clients[client.index].1)
+    }
+}
+
+impl Default for RealRegistries {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Faults for RealRegistries {
+    fn lacks(&self, _: Fault) -> Option<&'static str> {
+        None
+    }
+}
+
+impl RegistryHarness for RealRegistries {
+    fn client(&self) -> LocalBoxFuture<'_, Result<Client, Error>> {
+        Box::pin(async move {
+            let proxy = FaultProxy::start(&self.server).await.map_err(|e| Error::transport(e.to_string()))?;
+            let config =
+                ZkConfig::new(format!("{}{}", proxy.addr(), self.chroot)).with_session_timeout(SESSION_TIMEOUT);
+            let registry = Arc::new(ZkRegistry::connect(config).await?);
+            let mut clients = self.clients.borrow_mut();
+            clients.push((registry.clone(), proxy));
+            Ok(Client { index: clients.len() - 1, registry })
+        })
+    }
+
+    fn crash<'a>(&'a self, client: &'a Client) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async move { self.proxy(client).crash() })
+    }
+
+    fn cut<'a>(&'a self, client: &'a Client, duration: Duration) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.proxy(client).cut();
+            tokio::time::sleep(duration).await;
+            self.proxy(client).heal();
+        })
+    }
+
+    fn expire_session<'a>(&'a self, client: &'a Client) -> LocalBoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let registry = self.clients.borrow()[client.index].0.clone();
+            registry.expire_session().await.map_err(|e| format!("expiring the session: {e}"))
+        })
+    }
+
+    fn restart_server(&self) -> LocalBoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let restarted = tokio::task::spawn_blocking(infra::restart_zookeeper).await;
+            match restarted {
+                Ok(result) => result.map_err(|e| format!("restarting ZooKeeper: {e}")),
+                Err(e) => Err(format!("restarting ZooKeeper: {e}")),
+            }
+        })
+    }
+
+    fn session_timeout(&self) -> Duration {
+        SESSION_TIMEOUT
+    }
+
+    fn service(&self, name: &str) -> String {
+        name.to_owned()
+    }
+}
+
+/// Runs every check on the local ZooKeeper, each with a chroot and clients of its own: the
+/// checks that need no server restart all at once, then the others one by one (a restart
+/// disturbs every user of the server).
+pub fn run() -> Report {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+    let runtime = runtime.expect("a tokio runtime");
+    let mut report = Report::new("real (ZooKeeper)");
+    let (restarts, others): (Vec<_>, Vec<_>) = checks()
+        .iter()
+        .filter(|check| selected(check.name))
+        .partition(|check| check.needs.contains(&Fault::RestartServer));
+    runtime.block_on(async {
+        let local = tokio::task::LocalSet::new();
+        let verdicts: Vec<Verdict> = local
+            .run_until(futures::future::join_all(others.iter().map(|check| async move {
+                let harness = RealRegistries::new();
+                check.run_on(&harness).await
+            })))
+            .await;
+        for (check, verdict) in others.iter().zip(verdicts) {
+            report.push(check.name, verdict);
+        }
+        for check in restarts {
+            report.push(check.name, check.run_on(&RealRegistries::new()).await);
+        }
+    });
+    report
+}
