@@ -14,14 +14,19 @@
 //! way (see there).
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
+use lymph_core::rpc::RpcTransport;
 use lymph_core::{Container, ContainerBuilder, Error};
 use lymph_transports::{AmqpConfig, AmqpEvents, ZkConfig, ZkRegistry, ZmqRpc};
 
-use crate::Cluster;
 use crate::cluster::Instances;
+use crate::{BROKER_HOST, Cluster, REGISTRY_HOST};
 
 /// A cluster on real ZeroMQ, RabbitMQ and ZooKeeper, in a namespace of its own.
 pub struct Real {
@@ -30,6 +35,19 @@ pub struct Real {
     amqp: String,
     instances: Instances,
     clients: RefCell<Vec<Container>>,
+    /// Each running instance's links to the servers and its RPC transport, for faults.
+    links: RefCell<BTreeMap<String, Links>>,
+    /// Each instance's factory, to restart it.
+    factories: RefCell<BTreeMap<String, Rc<dyn Fn() -> ContainerBuilder>>>,
+    /// Crashed instances' containers: kept, never stopped (a crashed process says goodbye to no one).
+    crashed: RefCell<Vec<Container>>,
+}
+
+/// An instance's connections to the outside, each through a [`FaultProxy`] of its own.
+struct Links {
+    registry: FaultProxy,
+    broker: FaultProxy,
+    rpc: Arc<ZmqRpc>,
 }
 
 impl fmt::Debug for Real {
@@ -70,6 +88,9 @@ impl Real {
             namespace,
             instances: Instances::default(),
             clients: RefCell::default(),
+            links: RefCell::default(),
+            factories: RefCell::default(),
+            crashed: RefCell::default(),
         })
     }
 
@@ -148,6 +169,51 @@ impl Real {
         Ok(builder.rpc(ZmqRpc::default()).events(events).registry(registry))
     }
 
+    /// Starts the instance `name` with its links to the registry and the broker each through a
+    /// [`FaultProxy`], so that faults can cut and slow them.
+    async fn start_instance(&self, name: &str, factory: Rc<dyn Fn() -> ContainerBuilder>) -> Result<(), Error> {
+        let proxy = |target: String| async move {
+            FaultProxy::start(&target).await.map_err(|e| Error::transport(format!("a fault proxy for {target}: {e}")))
+        };
+        let (zookeeper_server, chroot) = split_first(&self.zookeeper, '/');
+        let (amqp_base, vhost) = self.amqp.rsplit_once('/').unwrap_or((&self.amqp, ""));
+        let (scheme_and_user, amqp_server) = amqp_base.rsplit_once('@').unwrap_or(("amqp://", amqp_base));
+        let registry = proxy(zookeeper_server.to_owned()).await?;
+        let broker = proxy(amqp_server.to_owned()).await?;
+        let zookeeper = format!("{}{chroot}", registry.addr());
+        let separator = if scheme_and_user.ends_with("//") { "" } else { "@" };
+        let amqp = format!("{scheme_and_user}{separator}{}/{vhost}", broker.addr());
+        let events = AmqpEvents::connect(AmqpConfig::new(amqp)).await?;
+        let zk = ZkRegistry::connect(ZkConfig::new(zookeeper)).await?;
+        let rpc = Arc::new(ZmqRpc::default());
+        let container = factory().rpc_arc(rpc.clone()).events(events).registry(zk).start().await?;
+        self.instances.insert(name, container);
+        self.links.borrow_mut().insert(name.to_owned(), Links { registry, broker, rpc });
+        self.factories.borrow_mut().insert(name.to_owned(), factory);
+        Ok(())
+    }
+
+    /// The proxy of `a`'s link to `b`, one of them an instance and the other the broker or the
+    /// registry.
+    fn link<T>(&self, a: &str, b: &str, use_it: impl FnOnce(&FaultProxy) -> T) -> Result<T, Error> {
+        let (instance, server) = match (a, b) {
+            (server @ (BROKER_HOST | REGISTRY_HOST), instance) | (instance, server @ (BROKER_HOST | REGISTRY_HOST)) => {
+                (instance, server)
+            }
+            _ => {
+                return Err(Error::Config(format!(
+                    "Real cannot cut or slow the link of {a} and {b}: only an instance's links to {BROKER_HOST:?} \
+                     and {REGISTRY_HOST:?} go through fault proxies ({})",
+                    crate::FAULTS
+                )));
+            }
+        };
+        let links = self.links.borrow();
+        let links =
+            links.get(instance).ok_or_else(|| Error::Config(format!("no running instance named {instance:?}")))?;
+        Ok(use_it(if server == BROKER_HOST { &links.broker } else { &links.registry }))
+    }
+
     /// Stops every container gracefully and removes the namespace.
     pub async fn shutdown(self) {
         let instances = self.instances.all();
@@ -175,14 +241,16 @@ impl Cluster for Real {
     ) -> LocalBoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             self.instances.check_free(name)?;
-            let container = self.connect(factory()).await?.start().await?;
-            self.instances.insert(name, container);
-            Ok(())
+            self.start_instance(name, Rc::from(factory)).await
         })
     }
 
     fn stop<'a>(&'a self, name: &'a str) -> LocalBoxFuture<'a, Result<(), Error>> {
-        Box::pin(self.instances.stop(name))
+        Box::pin(async move {
+            self.instances.stop(name).await?;
+            self.links.borrow_mut().remove(name);
+            Ok(())
+        })
     }
 
     fn client(&self) -> LocalBoxFuture<'_, Result<Container, Error>> {
@@ -192,4 +260,70 @@ impl Cluster for Real {
             Ok(container)
         })
     }
+
+    /// Crashes the instance: its links to the registry and the broker close at once and refuse
+    /// new connections, its RPC endpoint closes, and it is never stopped, so it unregisters
+    /// nothing; ZooKeeper expires its session after the session timeout and RabbitMQ returns its
+    /// unacknowledged deliveries to their queues.
+    fn crash<'a>(&'a self, name: &'a str) -> LocalBoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let links = self.links.borrow_mut().remove(name);
+            let links = links.ok_or_else(|| Error::Config(format!("no running instance named {name:?}")))?;
+            tracing::info!(instance = name, "crashing the instance");
+            links.registry.crash();
+            links.broker.crash();
+            links.rpc.close().await;
+            if let Some(container) = self.instances.remove(name) {
+                self.crashed.borrow_mut().push(container);
+            }
+            Ok(())
+        })
+    }
+
+    /// Restarts an instance (crashing it first if it runs) from its factory, on a new endpoint;
+    /// [`BROKER_HOST`] restarts RabbitMQ ([`Real::restart_rabbitmq`]) and [`REGISTRY_HOST`]
+    /// ZooKeeper ([`Real::restart_zookeeper`]).
+    fn restart<'a>(&'a self, name: &'a str) -> LocalBoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let blocking = |restart: fn() -> Result<(), Error>| async move {
+                tokio::task::spawn_blocking(restart).await.map_err(|e| Error::transport(e.to_string()))?
+            };
+            match name {
+                BROKER_HOST => return blocking(Real::restart_rabbitmq).await,
+                REGISTRY_HOST => return blocking(Real::restart_zookeeper).await,
+                _ => {}
+            }
+            let factory = self.factories.borrow().get(name).cloned();
+            let factory = factory.ok_or_else(|| Error::Config(format!("no instance named {name:?}")))?;
+            if self.links.borrow().contains_key(name) {
+                self.crash(name).await?;
+            }
+            self.start_instance(name, factory).await
+        })
+    }
+
+    fn partition(&self, a: &str, b: &str) -> Result<(), Error> {
+        self.link(a, b, FaultProxy::cut)
+    }
+
+    fn repair(&self, a: &str, b: &str) -> Result<(), Error> {
+        self.link(a, b, FaultProxy::heal)
+    }
+
+    fn set_latency(&self, a: &str, b: &str, latency: Duration) -> Result<(), Error> {
+        self.link(a, b, |proxy| proxy.set_latency(latency))
+    }
+
+    fn reset_latency(&self, a: &str, b: &str) -> Result<(), Error> {
+        self.link(a, b, |proxy| proxy.set_latency(Duration::ZERO))
+    }
+
+    fn is_running(&self, name: &str) -> bool {
+        self.links.borrow().contains_key(name)
+    }
+}
+
+/// `text` split at the first `separator`, which the second part keeps: `("a", "/b/c")`.
+fn split_first(text: &str, separator: char) -> (&str, &str) {
+    text.find(separator).map_or((text, ""), |at| text.split_at(at))
 }

@@ -9,26 +9,26 @@ use proptest::prelude::*;
 use proptest::strategy::{NewTree, ValueTree};
 use proptest::test_runner::TestRunner;
 
-use crate::World;
+use crate::Cluster;
 use crate::world::{BROKER_HOST, REGISTRY_HOST, SESSION_EXPIRY};
 
 /// One fault of a [`Schedule`].
 #[derive(Clone, PartialEq, Eq)]
 pub enum Step {
-    /// [`World::crash`] the host.
+    /// [`World::crash`](crate::World::crash) the host.
     Crash(String),
-    /// [`World::restart`] the host (after a crash, or as a crash and a restart); for the broker
+    /// [`World::restart`](crate::World::restart) the host (after a crash, or as a crash and a restart); for the broker
     /// ([`BROKER_HOST`]), a broker restart, which loses what its queues held.
     Restart(String),
-    /// [`World::partition`] two hosts for a while, then [`World::repair`].
+    /// [`World::partition`](crate::World::partition) two hosts for a while, then [`World::repair`](crate::World::repair).
     Partition(String, String, Duration),
     /// Cut the host off from the registry until its session expires, then repair, as
-    /// [`World::expire_session`] does.
+    /// [`World::expire_session`](crate::World::expire_session) does.
     ExpireSession(String),
-    /// [`World::set_latency`] on the link between two hosts (the latency), for a while, then
-    /// [`World::reset_latency`].
+    /// [`World::set_latency`](crate::World::set_latency) on the link between two hosts (the latency), for a while, then
+    /// [`World::reset_latency`](crate::World::reset_latency).
     Latency(String, String, Duration, Duration),
-    /// [`World::set_loss`] on the link between two hosts (the percentage of messages lost), for a
+    /// [`World::set_loss`](crate::World::set_loss) on the link between two hosts (the percentage of messages lost), for a
     /// while, then no loss.
     Loss(String, String, u8, Duration),
 }
@@ -148,47 +148,47 @@ impl Schedule {
 
     /// Applies the faults at their times (from now on), waiting for restarts to complete;
     /// partitions, latencies and losses are undone after their duration, session expiries once
-    /// the session has expired. Run it next to the workload, e.g. with `tokio::join!`. Must be
-    /// called from within the simulation.
-    pub async fn run(&self, world: &World) {
+    /// the session has expired. Run it next to the workload, e.g. with `tokio::join!`. It runs
+    /// on any [`Cluster`] with the faults it needs: in the simulator (from within the simulation)
+    /// and on real infrastructure ([`Real`](crate::Real) has crashes, restarts, and partitions
+    /// and latency between an instance and the broker or the registry); a fault the cluster lacks
+    /// is noted as failed and the schedule goes on.
+    pub async fn run<C: Cluster + ?Sized>(&self, cluster: &C) {
         let start = tokio::time::Instant::now();
         let mut undo: Vec<(Duration, Undo)> = Vec::new();
         for (at, step) in &self.steps {
             undo.sort_by_key(|(due, _)| *due);
             while let Some((due, _)) = undo.first().filter(|(due, _)| due <= at) {
                 tokio::time::sleep_until(start + *due).await;
-                undo.remove(0).1.apply(world);
+                undo.remove(0).1.apply(cluster);
             }
             tokio::time::sleep_until(start + *at).await;
-            match step {
-                Step::Crash(host) => world.crash(host),
-                Step::Restart(host) => {
-                    if let Err(error) = world.restart(host).await {
-                        world.note("fault", format!("restart {host} failed: {error}"));
-                    }
-                }
-                Step::Partition(a, b, duration) => {
-                    world.partition(a, b);
+            let applied = match step {
+                Step::Crash(host) => cluster.crash(host).await,
+                Step::Restart(host) => cluster.restart(host).await,
+                Step::Partition(a, b, duration) => cluster.partition(a, b).inspect(|()| {
                     undo.push((*at + *duration, Undo::Repair(a.clone(), b.clone())));
-                }
-                Step::ExpireSession(host) => {
-                    world.cut_off_session(host);
+                }),
+                Step::ExpireSession(host) => cluster.cut_off_session(host).inspect(|()| {
                     undo.push((*at + SESSION_EXPIRY, Undo::Repair(host.clone(), REGISTRY_HOST.to_owned())));
-                }
-                Step::Latency(a, b, latency, duration) => {
-                    world.set_latency(a, b, *latency);
+                }),
+                Step::Latency(a, b, latency, duration) => cluster.set_latency(a, b, *latency).inspect(|()| {
                     undo.push((*at + *duration, Undo::Latency(a.clone(), b.clone())));
-                }
+                }),
                 Step::Loss(a, b, percent, duration) => {
-                    world.set_loss(a, b, f64::from((*percent).min(100)) / 100.0);
-                    undo.push((*at + *duration, Undo::Loss(a.clone(), b.clone())));
+                    cluster.set_loss(a, b, f64::from((*percent).min(100)) / 100.0).inspect(|()| {
+                        undo.push((*at + *duration, Undo::Loss(a.clone(), b.clone())));
+                    })
                 }
+            };
+            if let Err(error) = applied {
+                cluster.note("fault", &format!("{step:?} failed: {error}"));
             }
         }
         undo.sort_by_key(|(due, _)| *due);
         for (due, what) in undo {
             tokio::time::sleep_until(start + due).await;
-            what.apply(world);
+            what.apply(cluster);
         }
     }
 
@@ -218,11 +218,14 @@ enum Undo {
 }
 
 impl Undo {
-    fn apply(self, world: &World) {
-        match self {
-            Self::Repair(a, b) => world.repair(&a, &b),
-            Self::Latency(a, b) => world.reset_latency(&a, &b),
-            Self::Loss(a, b) => world.set_loss(&a, &b, 0.0),
+    fn apply<C: Cluster + ?Sized>(self, cluster: &C) {
+        let undone = match &self {
+            Self::Repair(a, b) => cluster.repair(a, b),
+            Self::Latency(a, b) => cluster.reset_latency(a, b),
+            Self::Loss(a, b) => cluster.set_loss(a, b, 0.0),
+        };
+        if let Err(error) = undone {
+            cluster.note("fault", &format!("undoing a fault failed: {error}"));
         }
     }
 }

@@ -16,8 +16,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lymph::testing::Cluster;
 use lymph::testing::schedule::Schedule;
-use lymph::testing::{Cluster, World};
 use lymph::{Container, Context, Error, Event, Result};
 use serde_json::json;
 
@@ -291,10 +291,10 @@ impl fmt::Display for Summary {
 /// # Errors
 ///
 /// When the services do not start; broken invariants are in the [`Summary`].
-pub async fn run(world: &World, orders: usize, schedule: &Schedule) -> std::result::Result<Summary, Error> {
+pub async fn run(cluster: &impl Cluster, orders: usize, schedule: &Schedule) -> std::result::Result<Summary, Error> {
     let store = Store::default();
-    start(world, &store).await?;
-    let client = world.client().await?;
+    start(cluster, &store).await?;
+    let client = cluster.client().await?;
     let place = async {
         let mut confirmed = 0;
         for i in 0..orders {
@@ -307,10 +307,10 @@ pub async fn run(world: &World, orders: usize, schedule: &Schedule) -> std::resu
         }
         confirmed
     };
-    let (confirmed, ()) = tokio::join!(place, schedule.run(world));
+    let (confirmed, ()) = tokio::join!(place, schedule.run(cluster));
     for host in HOSTS {
-        if world.container(host).is_none() {
-            world.restart(host).await?;
+        if !cluster.is_running(host) {
+            cluster.restart(host).await?;
         }
     }
     tokio::time::sleep(DEADLINE + Duration::from_secs(10)).await;

@@ -8,12 +8,15 @@
 //! - [`echo`]: the `echo` service (`upper`, `echo`, `fail`).
 //! - [`listener`]: the `listener` service, which records the events it handles.
 //! - [`food`]: food ordering over seven hosts, with invariants checked under fault schedules.
+//! - [`parity`]: one scenario under one fault schedule in the simulator and on real
+//!   infrastructure, and the differences between the two outcomes.
 //! - [`talk`]: the talk scenario: two echo instances, a listener and a client.
 //! - [`web`]: the talk's HTTP gateway to `echo` (`web:Gateway`).
 
 pub mod echo;
 pub mod food;
 pub mod listener;
+pub mod parity;
 pub mod talk;
 pub mod web;
 

@@ -3,6 +3,7 @@
 //! ```text
 //! scenarios list
 //! scenarios run talk [--seed N] [--heartbeats] [--by-trace]
+//! scenarios parity food [--schedule N] [--seed N] [--timeline]
 //! scenarios instance -c echo.yml [--ip IP] [--port PORT] [--isolated]
 //! ```
 
@@ -14,6 +15,7 @@ use lymph::testing::{RenderOptions, Runner};
 const USAGE: &str = "usage:
   scenarios list
   scenarios run <scenario> [--seed N] [--faults none|chaos] [--heartbeats] [--by-trace]
+  scenarios parity <scenario> [--schedule N] [--seed N] [--timeline]
   scenarios instance -c <config> [--ip IP] [--port PORT] [--isolated] [--vars FILE] [--loglevel LEVEL]
 
 `instance` runs the classes echo:Echo and listener:Listener as a lymph service, from a
@@ -27,7 +29,15 @@ scenario's own invariants, which set the exit status). The same seed prints the 
   --seed N       the simulation seed (default 0)
   --faults F     food only: `chaos` draws a fault schedule from the seed (default none)
   --heartbeats   include lymph.ping heartbeat traffic in the timeline
-  --by-trace     group the timeline by trace id";
+  --by-trace     group the timeline by trace id
+
+`parity` runs a scenario under its fixed fault schedules (a crash, a cut from the broker, a
+session expiry, a broker restart) in the simulator and, built with `--features real-infra`, on
+the real ZeroMQ, RabbitMQ and ZooKeeper of `scripts/infra.sh up`, and prints both outcomes and
+their differences; the exit status says whether the verdicts agree.
+  --schedule N   only the N-th schedule (0 to 3; default all)
+  --seed N       the simulation seed (default 1)
+  --timeline     print the simulated run's timeline too";
 
 const SCENARIOS: &[(&str, &str)] = &[
     ("talk", "echo x2, listener and a client: upper, fail, an unknown method, events with trace ids"),
@@ -85,6 +95,27 @@ fn run(args: Vec<String>) -> anyhow::Result<bool> {
                 "food" => run_food(seed, chaos, &options),
                 other => bail!("no scenario named {other:?} (see `scenarios list`)"),
             }
+        }
+        Some("parity") => {
+            let name = args.next().context("parity needs a scenario name (see `scenarios list`)")?;
+            let (mut only, mut seed, mut timeline) = (None, 1, false);
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--schedule" => {
+                        let value = args.next().context("--schedule needs a value")?;
+                        only = Some(
+                            value.parse::<usize>().with_context(|| format!("--schedule {value:?} is not a number"))?,
+                        );
+                    }
+                    "--seed" => {
+                        let value = args.next().context("--seed needs a value")?;
+                        seed = value.parse().with_context(|| format!("--seed {value:?} is not a number"))?;
+                    }
+                    "--timeline" => timeline = true,
+                    other => bail!("unknown option {other:?}\n\n{USAGE}"),
+                }
+            }
+            run_parity(&name, only, seed, timeline)
         }
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
@@ -204,4 +235,62 @@ fn run_food(seed: u64, chaos: bool, options: &RenderOptions) -> anyhow::Result<b
         },
         |summary: &scenarios::food::Summary| summary.verdict.is_ok(),
     )
+}
+
+/// Runs the parity schedules of `scenario` (or only the `only`-th) in the simulator and, with the
+/// `real-infra` feature, on real infrastructure; returns whether every verdict agreed.
+fn run_parity(scenario: &str, only: Option<usize>, seed: u64, timeline: bool) -> anyhow::Result<bool> {
+    use scenarios::parity;
+
+    let Some(&scenario) = parity::SCENARIOS.iter().find(|known| **known == scenario) else {
+        bail!("no scenario named {scenario:?} (parity knows {:?})", parity::SCENARIOS);
+    };
+    let schedules = parity::schedules(scenario);
+    if let Some(index) = only.filter(|index| *index >= schedules.len()) {
+        bail!("--schedule {index}: {scenario} has schedules 0 to {}", schedules.len() - 1);
+    }
+    let mut agreed = true;
+    for (index, (name, schedule)) in schedules.into_iter().enumerate() {
+        if only.is_some_and(|only| only != index) {
+            continue;
+        }
+        println!("{scenario} schedule {index}: {name}\n  faults: {schedule:?}");
+        let (simulated, recorded) = parity::simulated_with_timeline(scenario, &schedule, seed);
+        if timeline {
+            print!("{}", recorded.render(&RenderOptions::default()));
+        }
+        let simulated = simulated.map_err(|error| anyhow::anyhow!("the simulated run: {error}"))?;
+        println!("  simulated (seed {seed}): {simulated}");
+        match on_real(scenario, &schedule)? {
+            None => println!("  real: not run (build with `--features real-infra` and run `scripts/infra.sh up`)"),
+            Some(real) => {
+                println!("  real:                  {real}");
+                for difference in parity::differences(&simulated, &real) {
+                    println!("  differs: {difference}");
+                }
+                agreed &= simulated.verdict == real.verdict;
+            }
+        }
+    }
+    Ok(agreed)
+}
+
+#[cfg(feature = "real-infra")]
+fn on_real(
+    scenario: &str,
+    schedule: &lymph::testing::schedule::Schedule,
+) -> anyhow::Result<Option<scenarios::parity::Outcome>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let cluster = lymph::testing::Real::new().context("a namespace on the local ZooKeeper and RabbitMQ")?;
+        let outcome = scenarios::parity::run(&cluster, scenario, schedule).await;
+        cluster.shutdown().await;
+        outcome.map(Some).map_err(|error| anyhow::anyhow!("the real run: {error}"))
+    })
+}
+
+#[cfg(not(feature = "real-infra"))]
+#[allow(clippy::unnecessary_wraps)]
+fn on_real(_: &str, _: &lymph::testing::schedule::Schedule) -> anyhow::Result<Option<scenarios::parity::Outcome>> {
+    Ok(None)
 }

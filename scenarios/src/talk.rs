@@ -99,6 +99,13 @@ impl fmt::Display for Summary {
 /// (check [`Summary::passed`]).
 pub async fn run(cluster: &impl Cluster, requests: usize) -> Result<Summary, Box<dyn std::error::Error>> {
     let talk = start(cluster).await?;
+    Ok(exercise(&talk, requests, Duration::ZERO).await)
+}
+
+/// The talk on services already started with [`start`]: `requests` calls of `echo.upper`,
+/// `pause` apart, one `echo.fail`, one unknown method; then waits for the listener to have seen
+/// every event.
+pub async fn exercise(talk: &Talk, requests: usize, pause: Duration) -> Summary {
     let mut upper_ok = 0;
     let mut traces = BTreeSet::new();
     for i in 0..requests {
@@ -108,6 +115,9 @@ pub async fn run(cluster: &impl Cluster, requests: usize) -> Result<Summary, Box
         if reply.is_ok_and(|reply| reply == text.to_uppercase()) {
             upper_ok += 1;
             traces.insert(ctx.trace_id().to_owned());
+        }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
         }
     }
     let echo: EchoClient = talk.client.client();
@@ -126,13 +136,12 @@ pub async fn run(cluster: &impl Cluster, requests: usize) -> Result<Summary, Box
         .iter()
         .filter(|e| e.event_type == UPPERCASED && e.trace_id().is_some_and(|t| traces.contains(t)))
         .count();
-    let summary = Summary {
+    Summary {
         upper_ok,
         upper_total: requests,
         served: talk.echoes.iter().map(Echo::served).collect(),
         traced_events,
         declared_error,
         unknown_nacked,
-    };
-    Ok(summary)
+    }
 }
