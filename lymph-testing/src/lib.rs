@@ -48,7 +48,7 @@ pub use runner::{
 };
 pub use timeline::{Direction, Entry, RenderOptions, Timeline};
 pub use wait::{Condition, condition, eventually, for_a_while};
-pub use world::{BROKER_HOST, REGISTRY_HOST, SERVICE_PORT, SESSION_EXPIRY, TEST_HOST, World};
+pub use world::{BROKER_HOST, LOSS_INTERVAL, REGISTRY_HOST, SERVICE_PORT, SESSION_EXPIRY, TEST_HOST, World};
 
 /// Items the macros' output refers to. Not public API.
 #[doc(hidden)]

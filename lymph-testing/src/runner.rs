@@ -13,6 +13,9 @@ use crate::timeline::RenderOptions;
 use crate::world::{BROKER_HOST, Command, REGISTRY_HOST, TEST_HOST, World, run_service};
 use crate::{Timeline, seed};
 
+/// How many connections a simulated listener queues, and segments a connection buffers.
+const TCP_BACKLOG: usize = 4096;
+
 /// The environment variable that replays one seed.
 pub const SEED_VAR: &str = "LYMPH_TEST_SEED";
 /// The environment variable that sets the number of seeds of every sweep.
@@ -250,6 +253,9 @@ impl Runner {
     {
         let mut builder = turmoil::Builder::new();
         builder.rng_seed(seed).simulation_duration(self.duration).tick_duration(self.tick);
+        // Connection attempts held by a partition all arrive when it heals: a listener takes as
+        // many as Linux's default backlog (`net.core.somaxconn`), not turmoil's 64.
+        builder.tcp_capacity(TCP_BACKLOG);
         if let Some((min, max)) = self.latency {
             builder.min_message_latency(min).max_message_latency(max);
         }
@@ -461,7 +467,6 @@ fn apply_commands(
                 sim.set_link_latency(a.as_str(), b.as_str(), min);
                 sim.set_link_max_message_latency(a.as_str(), b.as_str(), max);
             }
-            Command::Loss { a, b, rate } => sim.set_link_fail_rate(a.as_str(), b.as_str(), rate),
             Command::Crash(ref host) | Command::Restart(ref host) => {
                 let power = world.state.hosts.borrow().get(host).and_then(|c| c.power.borrow_mut().take());
                 if let Some(power) = power {

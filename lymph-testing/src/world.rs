@@ -1,7 +1,7 @@
 //! The simulated world a `#[lymph::test]` body runs in.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -82,11 +82,6 @@ pub(crate) enum Command {
         b: String,
         range: Option<(Duration, Duration)>,
     },
-    Loss {
-        a: String,
-        b: String,
-        rate: f64,
-    },
 }
 
 /// The shared state of one simulation run.
@@ -98,6 +93,11 @@ pub(crate) struct WorldState {
     test_host: SimHost,
     pub(crate) faults: MessageFaults,
     clients: Cell<u16>,
+    /// The pairs of hosts a partition (or hold) cuts now.
+    partitioned: RefCell<BTreeSet<(String, String)>>,
+    /// Per pair of hosts, how many times its loss rate was set: the task of an older setting
+    /// stops.
+    losses: RefCell<BTreeMap<(String, String), u64>>,
     /// Checked by the runner after every simulation step.
     invariants: RefCell<Vec<Invariant>>,
 }
@@ -143,6 +143,8 @@ impl World {
                 commands: RefCell::new(VecDeque::new()),
                 hosts: RefCell::new(BTreeMap::new()),
                 clients: Cell::new(0),
+                partitioned: RefCell::new(BTreeSet::new()),
+                losses: RefCell::new(BTreeMap::new()),
                 invariants: RefCell::new(Vec::new()),
             }),
         }
@@ -352,21 +354,32 @@ impl World {
         Ok(())
     }
 
-    /// Cuts the network between `a` and `b`, both ways: messages in flight and sent meanwhile
-    /// are lost, and connecting is refused.
+    /// Cuts the network between `a` and `b`, both ways, as a real partition cuts a TCP network:
+    /// nothing gets through while it lasts, and nothing is lost. Bytes in flight and sent
+    /// meanwhile are held and arrive, in order, when the partition heals, as TCP retransmits
+    /// them (Linux gives up after about 15 minutes, `tcp_retries2`; the simulator holds them as
+    /// long as the partition lasts), and connecting hangs until then. Connections stay open unless a heartbeat gives up on them, at the real timeouts:
+    /// ZooKeeper's client after two thirds of the session timeout, RabbitMQ's after
+    /// [`AMQP_HEARTBEAT`](crate::sim::AMQP_HEARTBEAT); ZeroMQ has no heartbeat, so a request sent
+    /// into a partition is handled when it heals, after its caller may have given up.
     pub fn partition(&self, a: &str, b: &str) {
         self.note("fault", format!("partition {a} {b}"));
-        self.state.faults.cut(a, b);
-        turmoil::partition(a, b);
+        self.state.partitioned.borrow_mut().insert(pair(a, b));
+        turmoil::hold(a, b);
     }
 
-    /// Heals a partition between `a` and `b`, both ways.
+    /// Heals a partition between `a` and `b`, both ways: what it held is delivered.
     pub fn repair(&self, a: &str, b: &str) {
         self.note("fault", format!("repair {a} {b}"));
-        turmoil::repair(a, b);
+        self.state.partitioned.borrow_mut().remove(&pair(a, b));
+        turmoil::release(a, b);
     }
 
-    /// Cuts the network from `from` to `to` only: `to` still reaches `from`.
+    /// Drops every message from `from` to `to` from now on (`to` still reaches `from`), until
+    /// [`repair_oneway`](World::repair_oneway). Unlike [`partition`](World::partition), what is
+    /// dropped is gone: the simulated network does not retransmit, so a connection that lost a
+    /// segment this way stalls, and the backends give up on it at their heartbeat timeouts. Real
+    /// TCP has no such fault; use it to test what a silent peer does to a service.
     pub fn partition_oneway(&self, from: &str, to: &str) {
         self.note("fault", format!("partition {from} -> {to}"));
         self.state.faults.cut(from, to);
@@ -380,15 +393,18 @@ impl World {
     }
 
     /// Holds every message between `a` and `b` (both ways) until [`release`](World::release):
-    /// nothing is lost, everything is late.
+    /// nothing is lost, everything is late. A [`partition`](World::partition) by another name,
+    /// noted as `hold` on the timeline.
     pub fn hold(&self, a: &str, b: &str) {
         self.note("fault", format!("hold {a} {b}"));
+        self.state.partitioned.borrow_mut().insert(pair(a, b));
         turmoil::hold(a, b);
     }
 
     /// Delivers what [`hold`](World::hold) kept back, and lets messages flow again.
     pub fn release(&self, a: &str, b: &str) {
         self.note("fault", format!("release {a} {b}"));
+        self.state.partitioned.borrow_mut().remove(&pair(a, b));
         turmoil::release(a, b);
     }
 
@@ -419,15 +435,59 @@ impl World {
         self.state.commands.borrow_mut().push_back(Command::Latency { a: a.to_owned(), b: b.to_owned(), range: None });
     }
 
-    /// Sets the probability (0 to 1) that a message between `a` and `b` is lost, from the next
-    /// step on. The simulated network has no retransmission: a lost message breaks its
-    /// connection, which the backends notice and replace.
+    /// Makes the link between `a` and `b` lose segments at `rate` (0 to 1), from now on, as a
+    /// lossy network does to TCP: nothing is lost, the connection stalls. Every
+    /// [`LOSS_INTERVAL`] of the link's time a segment is lost with probability `rate`; then the
+    /// link holds everything for the retransmission timeout, 200 ms (Linux's least), doubled for
+    /// each retransmission lost as well, up to 120 s (Linux's most), and delivers what it held
+    /// in order. A rate of 0 ends it. The draws come from the run's seed.
     pub fn set_loss(&self, a: &str, b: &str, rate: f64) {
         self.note("fault", format!("loss {a} {b} {rate}"));
+        let key = pair(a, b);
+        let generation = {
+            let mut losses = self.state.losses.borrow_mut();
+            let generation = losses.entry(key.clone()).or_default();
+            *generation += 1;
+            *generation
+        };
         if rate > 0.0 {
-            self.state.faults.cut(a, b);
+            let world = self.clone();
+            tokio::task::spawn_local(async move { world.lose(key, rate.min(1.0), generation).await });
         }
-        self.state.commands.borrow_mut().push_back(Command::Loss { a: a.to_owned(), b: b.to_owned(), rate });
+    }
+
+    /// The stalls of a lossy link (see [`set_loss`](World::set_loss)), until its loss rate is
+    /// set again.
+    async fn lose(self, (a, b): (String, String), rate: f64, generation: u64) {
+        use rand::{Rng, SeedableRng};
+
+        const MIN_RTO: Duration = Duration::from_millis(200);
+        const MAX_RTO: Duration = Duration::from_secs(120);
+        let key = (a.clone(), b.clone());
+        let current = || self.state.losses.borrow().get(&key).copied() == Some(generation);
+        let partitioned = || self.state.partitioned.borrow().contains(&key);
+        let mut rng =
+            rand::rngs::StdRng::seed_from_u64(seed::derive(self.state.seed, &format!("loss {a} {b} {generation}")));
+        while current() {
+            tokio::time::sleep(LOSS_INTERVAL).await;
+            if !current() || rng.random::<f64>() >= rate {
+                continue;
+            }
+            let mut rto = MIN_RTO;
+            while rto < MAX_RTO && rng.random::<f64>() < rate {
+                rto = (rto * 2).min(MAX_RTO);
+            }
+            if !partitioned() {
+                turmoil::hold(a.as_str(), b.as_str());
+            }
+            let until = tokio::time::Instant::now() + rto;
+            while current() && tokio::time::Instant::now() < until {
+                tokio::time::sleep(LOSS_INTERVAL.min(until - tokio::time::Instant::now())).await;
+            }
+            if !partitioned() {
+                turmoil::release(a.as_str(), b.as_str());
+            }
+        }
     }
 
     /// Applies `fault` to the next RPC messages it matches, whichever host sends them, or to the
@@ -454,6 +514,14 @@ impl World {
         self.note("fault", format!("expire session {host}"));
         self.partition(host, REGISTRY_HOST);
     }
+}
+
+/// How often a lossy link ([`World::set_loss`]) may lose a segment: every 100 ms of its time.
+pub const LOSS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The unordered pair of hosts `a` and `b`.
+fn pair(a: &str, b: &str) -> (String, String) {
+    if a <= b { (a.to_owned(), b.to_owned()) } else { (b.to_owned(), a.to_owned()) }
 }
 
 pub(crate) fn registry_addr() -> String {

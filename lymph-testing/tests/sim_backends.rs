@@ -303,7 +303,7 @@ fn unacked_delivery_goes_to_another_consumer_when_its_host_crashes() -> Result {
 }
 
 #[test]
-fn broker_client_reconnects_after_a_partition() -> Result {
+fn a_broker_connection_outlives_a_partition_shorter_than_its_heartbeat() -> Result {
     let timeline = Timeline::new();
     let mut sim = sim(5);
     sim.host("broker", || sim::broker_server(SimHost::new("broker", Timeline::new()), sim::DEFAULT_BROKER_PORT));
@@ -312,11 +312,11 @@ fn broker_client_reconnects_after_a_partition() -> Result {
         let events = SimEvents::connect(BROKER, &SimHost::new("listener", tl))?;
         let mut deliveries = events.subscribe(sub("listener-news", &["news"])).await?;
         sleep(Duration::from_secs(1)).await;
-        turmoil::partition("listener", "broker");
-        sleep(Duration::from_secs(5)).await;
-        turmoil::repair("listener", "broker");
-        // The producer emits at 10 s, after the client has reconnected and re-subscribed.
-        let delivery = timeout(Duration::from_secs(15), deliveries.recv()).await?.expect("a delivery after repair");
+        turmoil::hold("listener", "broker");
+        sleep(Duration::from_secs(20)).await;
+        turmoil::release("listener", "broker");
+        // The producer emitted at 10 s, into the partition: held, then delivered.
+        let delivery = timeout(Duration::from_secs(5), deliveries.recv()).await?.expect("the held delivery");
         assert_eq!(delivery.event.body.as_i64(), Some(2));
         delivery.acker.ack().await?;
         Ok(())
@@ -329,9 +329,54 @@ fn broker_client_reconnects_after_a_partition() -> Result {
         Ok(())
     });
     run(&mut sim, |_| {})?;
-    let listener: Vec<String> =
-        timeline.entries().into_iter().filter(|e| e.host == "listener").map(|e| e.kind).collect();
-    assert_eq!(listener, ["connect", "disconnect", "connect", "deliver", "ack"]);
+    let listener: Vec<(String, Duration)> =
+        timeline.entries().into_iter().filter(|e| e.host == "listener").map(|e| (e.kind, e.time)).collect();
+    let kinds: Vec<&str> = listener.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["connect", "deliver", "ack"], "one connection throughout");
+    assert!(listener[1].1 >= Duration::from_secs(21), "delivered when the partition healed: {listener:?}");
+    Ok(())
+}
+
+#[test]
+fn a_partition_longer_than_the_heartbeat_ends_the_broker_connection() -> Result {
+    let timeline = Timeline::new();
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(5)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(20))
+        .simulation_duration(Duration::from_secs(300))
+        .build();
+    sim.host("broker", || sim::broker_server(SimHost::new("broker", Timeline::new()), sim::DEFAULT_BROKER_PORT));
+    let tl = timeline.clone();
+    sim.client("listener", async move {
+        let events = SimEvents::connect(BROKER, &SimHost::new("listener", tl))?;
+        let mut deliveries = events.subscribe(sub("listener-news", &["news"])).await?;
+        sleep(Duration::from_secs(1)).await;
+        turmoil::hold("listener", "broker");
+        sleep(sim::AMQP_HEARTBEAT * 2 + Duration::from_secs(10)).await;
+        turmoil::release("listener", "broker");
+        // The producer emits after the client has reconnected and subscribed again.
+        let delivery = timeout(Duration::from_secs(60), deliveries.recv()).await?.expect("a delivery after repair");
+        assert_eq!(delivery.event.body.as_i64(), Some(2));
+        delivery.acker.ack().await?;
+        Ok(())
+    });
+    let tl = timeline.clone();
+    sim.client("producer", async move {
+        let events = SimEvents::connect(BROKER, &SimHost::new("producer", tl))?;
+        sleep(sim::AMQP_HEARTBEAT * 2 + Duration::from_secs(20)).await;
+        events.emit(Event::new("news", Value::from(2i64), None), Duration::ZERO).await?;
+        Ok(())
+    });
+    run(&mut sim, |_| {})?;
+    let listener: Vec<(String, String, Duration)> =
+        timeline.entries().into_iter().filter(|e| e.host == "listener").map(|e| (e.kind, e.detail, e.time)).collect();
+    let kinds: Vec<&str> = listener.iter().map(|(kind, ..)| kind.as_str()).collect();
+    assert_eq!(kinds, ["connect", "disconnect", "connect", "deliver", "ack"]);
+    // lapin gives up after twice the heartbeat without a byte from the server.
+    let (_, detail, at) = &listener[1];
+    assert_eq!(detail, "session timed out");
+    assert!(*at >= sim::AMQP_HEARTBEAT * 2, "{listener:?}");
     Ok(())
 }
 

@@ -239,6 +239,19 @@ fn order_of(event: &Event) -> Result<String> {
     event["order"].as_str().map(str::to_owned).ok_or_else(|| Error::raise("ValueError", "the event has no order"))
 }
 
+/// A schedule that leaves orders stuck, by lymph's design: both restaurants crash, orders are
+/// placed (their `order.created` waits in the restaurants' queue, their deadlines in the
+/// broker), the broker restarts and loses both (lymph's queues are not durable), then the
+/// restaurants come back.
+pub fn stuck_by_a_broker_restart() -> Schedule {
+    Schedule::new()
+        .crash(0, "restaurant-1")
+        .crash(0, "restaurant-2")
+        .restart(3_500, lymph::testing::BROKER_HOST)
+        .restart(4_000, "restaurant-1")
+        .restart(4_000, "restaurant-2")
+}
+
 /// The hosts of the food services, in start order.
 pub const HOSTS: [&str; 7] =
     ["order-1", "order-2", "restaurant-1", "restaurant-2", "delivery", "notification", "gateway"];

@@ -35,7 +35,7 @@ scenario's own invariants, which set the exit status). The same seed prints the 
 session expiry, a broker restart) in the simulator and, built with `--features real-infra`, on
 the real ZeroMQ, RabbitMQ and ZooKeeper of `scripts/infra.sh up`, and prints both outcomes and
 their differences; the exit status says whether the verdicts agree.
-  --schedule N   only the N-th schedule (0 to 3; default all)
+  --schedule N   only the N-th schedule, from 0 (default all)
   --seed N       the simulation seed (default 1)
   --timeline     print the simulated run's timeline too";
 

@@ -19,7 +19,7 @@ use crate::{food, talk};
 pub const SCENARIOS: [&str; 2] = ["talk", "food"];
 
 /// The fixed schedules of the parity runs: a crash, a partition from the broker, a session
-/// expiry and a broker restart, each of faults every cluster with faults has.
+/// expiry and broker restarts, each of faults every cluster with faults has.
 pub fn schedules(scenario: &str) -> Vec<(&'static str, Schedule)> {
     match scenario {
         "talk" => vec![
@@ -45,6 +45,7 @@ pub fn schedules(scenario: &str) -> Vec<(&'static str, Schedule)> {
                     .partition(0, "restaurant-2", BROKER_HOST, 4_000)
                     .restart(3_500, BROKER_HOST),
             ),
+            ("broker restart while the restaurants are down", food::stuck_by_a_broker_restart()),
         ],
     }
 }
@@ -195,9 +196,12 @@ mod tests {
     }
 
     #[test]
-    fn every_scenario_has_four_schedules() {
+    fn every_scenario_has_a_crash_a_partition_a_session_expiry_and_a_broker_restart() {
         for scenario in SCENARIOS {
-            assert_eq!(schedules(scenario).len(), 4, "{scenario}");
+            let schedules = format!("{:?}", schedules(scenario));
+            for fault in [".crash(", ".partition(", ".expire_session(", "\"broker\")"] {
+                assert!(schedules.contains(fault), "{scenario}: no {fault} in {schedules}");
+            }
         }
     }
 }

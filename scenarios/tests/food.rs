@@ -103,19 +103,12 @@ fn under_random_broker_restarts_only_the_restarts_lose_events() {
 }
 
 /// lymph's queues are not durable: a broker restart loses the events they held, here the
-/// restaurant's `order.created` and the orders' pending deadlines, so orders placed just before
-/// it are stuck for ever. The invariant checker reports it.
+/// restaurants' `order.created` (queued while both restaurants are down) and the orders' pending
+/// deadlines, so orders placed just before it are stuck for ever. The invariant checker reports
+/// it.
 #[lymph::test(seeds = 2)]
 async fn a_broker_restart_can_leave_orders_stuck(world: World) -> Result {
-    let schedule =
-        Schedule::new().partition(0, "restaurant-1", "broker", 4_000).partition(0, "restaurant-2", "broker", 4_000);
-    let restart = async {
-        tokio::time::sleep(Duration::from_millis(3_500)).await;
-        world.restart("broker").await
-    };
-    let (summary, restarted) = tokio::join!(food::run(&world, 8, &schedule), restart);
-    restarted?;
-    let summary = summary?;
+    let summary = food::run(&world, 8, &food::stuck_by_a_broker_restart()).await?;
     let verdict = summary.verdict.clone().err().unwrap_or_default();
     check(verdict.contains("is stuck"), format!("expected stuck orders: {summary}"))
 }

@@ -1,5 +1,5 @@
-//! Parity runs: talk and food under four fixed fault schedules each (a crash, a partition from
-//! the broker, a session expiry, a broker restart), in the simulator and on real ZeroMQ,
+//! Parity runs: talk and food under fixed fault schedules (a crash, a partition from the broker,
+//! a session expiry, broker restarts), in the simulator and on real ZeroMQ,
 //! RabbitMQ and ZooKeeper, with the same checks. The verdicts must agree; counts that differ are
 //! printed (real timings vary).
 //!

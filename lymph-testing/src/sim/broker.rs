@@ -50,8 +50,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use turmoil::net::TcpListener;
 
-use super::REQUEST_TIMEOUT;
 use super::wire::{self, AbortOnDrop, Blob, Link, Liveness, Out, Session};
+use super::{AMQP_HEARTBEAT, CONFIRM_TIMEOUT, REQUEST_TIMEOUT};
 use super::{FaultAction, SimHost};
 use crate::timeline::{Entry, Timeline};
 
@@ -111,8 +111,9 @@ pub async fn broker_server(host: SimHost, port: u16) -> turmoil::Result {
 /// broadcast or once queue deleted with its last consumer) on the timeline.
 ///
 /// When a client's connection closes or stays silent for
-/// [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT), its consumers are cancelled (its broadcast and
-/// once queues deleted) and its unsettled deliveries go back to their queues.
+/// [`AMQP_HEARTBEAT`](super::AMQP_HEARTBEAT) (RabbitMQ's "missed heartbeats from client"), its
+/// consumers are cancelled (its broadcast and once queues deleted) and its unsettled deliveries
+/// go back to their queues.
 ///
 /// Must be called from within a simulation.
 ///
@@ -167,7 +168,8 @@ struct ServerSession {
 impl ServerSession {
     async fn run(mut self, mut link: Link<ClientMessage>) {
         let out = Out::of(&link);
-        let mut liveness = Liveness::new();
+        // RabbitMQ closes a connection it heard nothing on for the heartbeat timeout.
+        let mut liveness = Liveness::exact(AMQP_HEARTBEAT, AMQP_HEARTBEAT / 2);
         loop {
             let subs = &mut self.subs;
             let next_delivery = futures::future::poll_fn(|cx| {
@@ -356,8 +358,8 @@ enum Command {
 struct InFlight {
     subscribe: Option<u64>,
     reply: Option<oneshot::Sender<Result<()>>>,
-    /// An emit, to publish again if the connection is lost before the broker confirms it.
-    emit: Option<(Event, Duration)>,
+    /// Whether this is an emit waiting for the broker's confirm.
+    emit: bool,
 }
 
 struct ClientSub {
@@ -398,12 +400,12 @@ impl ClientSession {
             Ok(event) => event,
             Err(error) => {
                 tracing::warn!(%error, tag, "malformed delivery rejected");
-                self.send(out, Request::Reject { tag }, InFlight { subscribe: None, reply: None, emit: None });
+                self.send(out, Request::Reject { tag }, InFlight { subscribe: None, reply: None, emit: false });
                 return;
             }
         };
         let Some(client_sub) = self.subs.get(&sub) else {
-            self.send(out, Request::Release { tag }, InFlight { subscribe: None, reply: None, emit: None });
+            self.send(out, Request::Release { tag }, InFlight { subscribe: None, reply: None, emit: false });
             return;
         };
         let queue = client_sub.subscription.queue.clone();
@@ -426,7 +428,7 @@ impl ClientSession {
         if client_sub.tx.send(Delivery { event, acker: Box::new(acker) }).is_err() {
             // The subscriber is gone; the returned delivery is dropped, which releases it.
             self.subs.remove(&sub);
-            self.send(out, Request::Cancel { sub }, InFlight { subscribe: None, reply: None, emit: None });
+            self.send(out, Request::Cancel { sub }, InFlight { subscribe: None, reply: None, emit: false });
         } else if once {
             self.subs.remove(&sub);
         }
@@ -442,13 +444,19 @@ impl Session for ClientSession {
         wire::encode(&ClientMessage { id: 0, request: Request::Ping })
     }
 
+    /// As lapin with the heartbeat RabbitMQ proposes: a heartbeat every half of it, and the
+    /// connection closed after twice the heartbeat without a byte from the server.
+    fn liveness() -> Liveness {
+        Liveness::exact(2 * AMQP_HEARTBEAT, AMQP_HEARTBEAT / 2)
+    }
+
     fn connected(&mut self, out: &Out) {
         self.generation += 1;
         self.subs.retain(|_, sub| !sub.tx.is_closed());
         let subs: Vec<(u64, Request)> =
             self.subs.iter().map(|(id, sub)| (*id, Self::subscribe_request(*id, &sub.subscription))).collect();
         for (sub, request) in subs {
-            self.send(out, request, InFlight { subscribe: Some(sub), reply: None, emit: None });
+            self.send(out, request, InFlight { subscribe: Some(sub), reply: None, emit: false });
         }
     }
 
@@ -457,7 +465,7 @@ impl Session for ClientSession {
             Command::Settle { generation, request, reply } => {
                 match out {
                     Some(out) if generation == self.generation => {
-                        self.send(out, request, InFlight { subscribe: None, reply, emit: None });
+                        self.send(out, request, InFlight { subscribe: None, reply, emit: false });
                     }
                     _ => {
                         if let Some(reply) = reply {
@@ -475,15 +483,22 @@ impl Session for ClientSession {
                 if self.subs.remove(&sub).is_some()
                     && let Some(out) = out
                 {
-                    self.send(out, Request::Cancel { sub }, InFlight { subscribe: None, reply: None, emit: None });
+                    self.send(out, Request::Cancel { sub }, InFlight { subscribe: None, reply: None, emit: false });
                 }
+                None
+            }
+            // Once connected, an emit while the connection is lost fails at once, as with
+            // `AmqpEvents` reconnecting; before the first connection it waits for it.
+            Command::Emit { reply, .. } if out.is_none() && self.generation > 0 => {
+                let _ = reply
+                    .send(Err(Error::transport("not connected to the broker (the connection was lost, reconnecting)")));
                 None
             }
             command if out.is_none() => Some(command),
             Command::Emit { event, delay, reply } => {
                 let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
                 let request = Request::Emit { event: Blob(event.to_msgpack()), delay_ms };
-                let in_flight = InFlight { subscribe: None, reply: Some(reply), emit: Some((event, delay)) };
+                let in_flight = InFlight { subscribe: None, reply: Some(reply), emit: true };
                 self.send(out.expect("connected"), request, in_flight);
                 None
             }
@@ -493,7 +508,7 @@ impl Session for ClientSession {
                 self.send(
                     out.expect("connected"),
                     request,
-                    InFlight { subscribe: Some(sub), reply: Some(reply), emit: None },
+                    InFlight { subscribe: Some(sub), reply: Some(reply), emit: false },
                 );
                 None
             }
@@ -524,22 +539,20 @@ impl Session for ClientSession {
 
     fn disconnected(&mut self) {
         for (_, in_flight) in std::mem::take(&mut self.in_flight) {
-            // An unconfirmed emit is published again once reconnected (publisher confirms: the
-            // event may then arrive twice, never not at all while its caller waits).
-            if let (Some((event, delay)), Some(reply)) = (&in_flight.emit, &in_flight.reply)
-                && !reply.is_closed()
-            {
-                let reply = in_flight.reply.expect("checked above");
-                let _ = self.commands.send(Command::Emit { event: event.clone(), delay: *delay, reply });
-                continue;
-            }
             if let Some(sub) = in_flight.subscribe
                 && in_flight.reply.is_some()
             {
                 self.subs.remove(&sub);
             }
             if let Some(reply) = in_flight.reply {
-                let _ = reply.send(Err(Error::transport("the connection to the broker was lost")));
+                // An unconfirmed emit fails and is not published again, as with `AmqpEvents`:
+                // the broker may or may not have routed it.
+                let error = if in_flight.emit {
+                    "the connection to the broker was lost before it confirmed the emit"
+                } else {
+                    "the connection to the broker was lost"
+                };
+                let _ = reply.send(Err(Error::transport(error)));
             }
         }
     }
@@ -681,7 +694,7 @@ impl EventSystem for SimEvents {
             self.commands
                 .send(Command::Emit { event, delay, reply })
                 .map_err(|_| Error::transport("the broker session task is gone"))?;
-            wire::answer(rx, REQUEST_TIMEOUT, "broker emit").await
+            wire::answer(rx, CONFIRM_TIMEOUT, "broker emit").await
         })
     }
 

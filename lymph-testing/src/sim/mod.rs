@@ -12,16 +12,19 @@
 //!
 //! # Sessions
 //!
-//! The registry and broker clients hold one TCP connection each. The client sends a ping every
-//! [`HEARTBEAT_INTERVAL`] and drops a connection on which nothing arrived for too long (turmoil
-//! does not retransmit, so a partition leaves a connection silent for good), then reconnects
-//! every [`RECONNECT_BACKOFF`]; the receivers it handed out earlier keep working. Calls made
-//! while it is disconnected wait for the connection, up to [`REQUEST_TIMEOUT`].
+//! The registry and broker clients hold one TCP connection each. The client pings its server at
+//! the real client's interval and drops a connection on which nothing arrived for as long as the
+//! real client allows, then reconnects every [`RECONNECT_BACKOFF`]; the receivers it handed out
+//! earlier keep working. A partition ([`World::partition`](crate::World::partition)) holds what
+//! is sent, as TCP does, so a connection survives a partition shorter than its heartbeat
+//! timeout and then delivers what was held.
 //!
-//! - Broker (as RabbitMQ): the connection is the session. The broker drops a connection on which
-//!   nothing arrived for [`SESSION_TIMEOUT`] and cancels its consumers, whose unsettled
-//!   deliveries go back to their queues; the client re-subscribes its subscriptions on the next
-//!   connection.
+//! - Broker (as RabbitMQ): the connection is the session, with AMQP heartbeats at the real
+//!   timeout, [`AMQP_HEARTBEAT`]. The broker drops a connection on which nothing arrived for that
+//!   long and cancels its consumers, whose unsettled deliveries go back to their queues; the
+//!   client re-subscribes its subscriptions on the next connection. While it is disconnected
+//!   after having been connected, emits fail at once, and an emit the broker had not confirmed
+//!   when the connection dropped fails and is not sent again, as with `AmqpEvents`.
 //! - Registry (as ZooKeeper): the session outlives its connection. The client pings every
 //!   [`REGISTRY_PING_INTERVAL`], drops a silent connection after two thirds of
 //!   [`REGISTRY_SESSION_TIMEOUT`] and resumes its session on the next one, keeping its
@@ -55,9 +58,11 @@ pub const DEFAULT_REGISTRY_PORT: u16 = 2181;
 /// The port the simulated broker listens on by default (AMQP's).
 pub const DEFAULT_BROKER_PORT: u16 = 5672;
 
-/// How often a session client pings its server, and RPC connections send keepalives.
+/// How often simulated RPC connections send keepalives.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
-/// How long a broker or RPC connection may stay silent before it is considered dead.
+/// How long a simulated RPC connection may stay silent, after its link lost a message
+/// ([`World::partition_oneway`](crate::World::partition_oneway), loss), before it is
+/// considered dead; also how long a simulated connect may take.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the registry keeps a session it hears nothing from: 10 s, the session timeout
 /// lymph-rs's ZooKeeper registry asks for (`ZkConfig`, as kazoo's default for lymph 0.15).
@@ -67,5 +72,12 @@ pub const REGISTRY_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REGISTRY_PING_INTERVAL: Duration = Duration::from_millis(1500);
 /// How long a session client waits between connection attempts.
 pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+/// The AMQP heartbeat timeout of a broker connection: 60 s, what RabbitMQ proposes by default
+/// and lapin (so `AmqpEvents`) accepts. The broker closes a connection it heard nothing on for
+/// that long ("missed heartbeats from client, timeout: 60s"); the client sends a heartbeat every
+/// half of it and closes the connection after twice it without a byte from the broker (lapin).
+pub const AMQP_HEARTBEAT: Duration = Duration::from_secs(60);
+/// How long an emit waits for the broker's confirm: 10 s, as `AmqpEvents`.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a registry or broker call waits for its answer, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
