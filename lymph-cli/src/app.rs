@@ -318,6 +318,9 @@ async fn backends(container: &ContainerConfig, options: &InstanceOptions) -> Res
     if let Some(limit) = container.max_message_size {
         zmq = zmq.with_max_message_size(limit);
     }
+    if let Some(limit) = container.max_queued_bytes {
+        zmq = zmq.with_max_queued_bytes(limit);
+    }
     let mut builder = Container::builder().rpc(ZmqRpc::new(zmq));
     builder = builder.connection(container.connection.to_connection_config());
     builder = match &container.registry {

@@ -775,6 +775,7 @@ impl Config {
             connection,
             monitoring_interval,
             max_message_size: container.size("max_message_size")?,
+            max_queued_bytes: container.size("max_queued_bytes")?,
         })
     }
 
@@ -1021,6 +1022,10 @@ pub struct ContainerConfig {
     /// `container.max_message_size`: the largest RPC message, in bytes, a peer may send before
     /// its connection is closed (lymph-rs only; 64 MiB unless set).
     pub max_message_size: Option<usize>,
+    /// `container.max_queued_bytes`: the most bytes that may wait to be written to one RPC peer
+    /// before messages to it are dropped, as ZeroMQ's high-water mark (lymph-rs only; 16 MiB
+    /// unless set).
+    pub max_queued_bytes: Option<usize>,
 }
 
 /// The heartbeat and liveness timing of `container.rpc.connection`; what is absent keeps lymph's

@@ -376,6 +376,21 @@ fn the_monitoring_interval_is_read_and_must_be_positive() -> Result {
 }
 
 #[test]
+fn the_message_and_queue_limits_are_read_and_must_be_positive() -> Result {
+    let container = Config::from_yaml_str(CONTAINER, None)?.container()?;
+    assert_eq!((container.max_message_size, container.max_queued_bytes), (None, None));
+    let yaml = format!("{CONTAINER}  max_message_size: 1048576\n  max_queued_bytes: \"65536\"\n");
+    let container = Config::from_yaml_str(&yaml, None)?.container()?;
+    assert_eq!((container.max_message_size, container.max_queued_bytes), (Some(1 << 20), Some(1 << 16)));
+    for bad in ["0", "-1", "lots"] {
+        let yaml = format!("{CONTAINER}  max_queued_bytes: {bad}\n");
+        let err = error(Config::from_yaml_str(&yaml, None)?.container());
+        assert_eq!(err.key(), Some("container.max_queued_bytes"), "{bad}: {err}");
+    }
+    Ok(())
+}
+
+#[test]
 fn static_registry_and_in_process_events() -> Result {
     let container = Config::from_yaml_str(CONTAINER, None)?.container()?;
     assert_eq!(container.registry, RegistryConfig::Static);

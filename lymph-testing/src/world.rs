@@ -437,7 +437,8 @@ impl World {
 
     /// Makes the link between `a` and `b` lose segments at `rate` (0 to 1), from now on, as a
     /// lossy network does to TCP: nothing is lost, the connection stalls. Every
-    /// [`LOSS_INTERVAL`] of the link's time a segment is lost with probability `rate`; then the
+    /// [`LOSS_INTERVAL`] of the link's time (the first at once) a segment is lost with
+    /// probability `rate`; then the
     /// link holds everything for the retransmission timeout, 200 ms (Linux's least), doubled for
     /// each retransmission lost as well, up to 120 s (Linux's most), and delivers what it held
     /// in order. A rate of 0 ends it. The draws come from the run's seed.
@@ -469,8 +470,8 @@ impl World {
         let mut rng =
             rand::rngs::StdRng::seed_from_u64(seed::derive(self.state.seed, &format!("loss {a} {b} {generation}")));
         while current() {
-            tokio::time::sleep(LOSS_INTERVAL).await;
-            if !current() || rng.random::<f64>() >= rate {
+            if rng.random::<f64>() >= rate {
+                tokio::time::sleep(LOSS_INTERVAL).await;
                 continue;
             }
             let mut rto = MIN_RTO;

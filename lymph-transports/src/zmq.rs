@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -35,6 +36,12 @@ const BIND_ATTEMPTS: usize = 20;
 /// The tracing target of this transport.
 const TARGET: &str = "lymph::zmq";
 pub use lymph_core::rpc::DEFAULT_MAX_MESSAGE_SIZE;
+/// How long an outgoing connection to a peer may go unused before it is closed: 60 s. A
+/// registered peer gets a heartbeat every second; a caller that has gone (a `lymph request` run
+/// that exited) is forgotten after this long.
+pub const DEFAULT_IDLE_PEER_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default bound on the bytes waiting to be written to one peer: 16 MiB.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Where and how a [`ZmqRpc`] binds and connects.
 #[derive(Debug, Clone)]
@@ -44,6 +51,8 @@ pub struct ZmqConfig {
     connect_timeout: Duration,
     retry_after: Duration,
     max_message_size: usize,
+    max_queued_bytes: usize,
+    idle_peer_timeout: Duration,
 }
 
 impl Default for ZmqConfig {
@@ -54,6 +63,8 @@ impl Default for ZmqConfig {
             connect_timeout: Duration::from_secs(1),
             retry_after: Duration::from_millis(500),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            idle_peer_timeout: DEFAULT_IDLE_PEER_TIMEOUT,
         }
     }
 }
@@ -98,6 +109,25 @@ impl ZmqConfig {
         self.max_message_size = bytes;
         self
     }
+
+    /// The most bytes that may wait to be written to one peer (default
+    /// [`DEFAULT_MAX_QUEUED_BYTES`], 16 MiB), as ZeroMQ's send high-water mark: a peer that does
+    /// not read what it is sent (its TCP window stays shut) holds at most this much of the
+    /// service's memory. A message that would pass it is not sent: the send fails with
+    /// [`Error::NotSent`] and is counted ([`ZmqRpc::dropped`]). A message is always accepted when
+    /// nothing waits for that peer, however large.
+    pub fn with_max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes;
+        self
+    }
+
+    /// How long an outgoing connection may go unused before it is closed (default
+    /// [`DEFAULT_IDLE_PEER_TIMEOUT`], 60 s), so callers that have gone cost nothing for long.
+    /// A later send to that peer connects again.
+    pub fn with_idle_peer_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_peer_timeout = timeout;
+        self
+    }
 }
 
 /// lymph's ZeroMQ RPC transport: one per container.
@@ -113,7 +143,9 @@ impl ZmqConfig {
 /// goes to the container, which checks the frame count and content.
 pub struct ZmqRpc {
     config: ZmqConfig,
-    state: Mutex<Option<Bound>>,
+    state: Arc<Mutex<Option<Bound>>>,
+    /// Messages not sent because their peer had too much waiting.
+    dropped: AtomicU64,
 }
 
 struct Bound {
@@ -132,7 +164,20 @@ impl fmt::Debug for ZmqRpc {
 impl ZmqRpc {
     /// A transport that binds as `config` says.
     pub fn new(config: ZmqConfig) -> Self {
-        Self { config, state: Mutex::new(None) }
+        Self { config, state: Arc::new(Mutex::new(None)), dropped: AtomicU64::new(0) }
+    }
+
+    /// How many messages were not sent because their peer had
+    /// [`max_queued_bytes`](ZmqConfig::with_max_queued_bytes) waiting already.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The bytes waiting to be written to the peer at `endpoint` now.
+    pub fn queued_bytes(&self, endpoint: &str) -> usize {
+        let state = self.lock();
+        let peer = state.as_ref().and_then(|bound| bound.peers.get(endpoint));
+        peer.map_or(0, |peer| peer.queued.load(Ordering::Relaxed))
     }
 
     /// The endpoint this transport is bound to, if it is bound.
@@ -144,11 +189,20 @@ impl ZmqRpc {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The endpoints this transport holds an outgoing connection state for.
+    pub fn peers(&self) -> Vec<String> {
+        let mut peers: Vec<String> =
+            self.lock().as_ref().map(|bound| bound.peers.keys().cloned().collect()).unwrap_or_default();
+        peers.sort();
+        peers
+    }
+
     /// The connection state of the peer at `endpoint`, created on first use.
     fn peer(&self, endpoint: &str) -> Result<Arc<Peer>> {
         let mut state = self.lock();
         let bound = state.as_mut().ok_or_else(|| Error::transport("cannot send before the transport is bound"))?;
         if let Some(peer) = bound.peers.get(endpoint) {
+            peer.used();
             return Ok(peer.clone());
         }
         let peer = Arc::new(Peer::new(&bound.endpoint, endpoint));
@@ -235,13 +289,31 @@ impl RpcTransport for ZmqRpc {
             if let Some(bound) = state.as_ref() {
                 return Err(Error::Config(format!("this transport is bound to {} already", bound.endpoint)));
             }
-            *state = Some(Bound { endpoint: endpoint.clone(), closed, peers: HashMap::new() });
+            *state = Some(Bound { endpoint: endpoint.clone(), closed: closed.clone(), peers: HashMap::new() });
+            drop(state);
+            tokio::spawn(forget_idle_peers(Arc::downgrade(&self.state), closed, self.config.idle_peer_timeout));
             Ok((endpoint, inbox))
         })
     }
 
     fn send<'a>(&'a self, endpoint: &'a str, frames: Frames) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.peer(endpoint)?.send(&self.config, frames).await })
+        Box::pin(async move {
+            let peer = self.peer(endpoint)?;
+            let size: usize = frames.iter().map(Bytes::len).sum();
+            let Some(_queued) = peer.queue(size, self.config.max_queued_bytes) else {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let waiting = peer.queued.load(Ordering::Relaxed);
+                // The first drop of a run is a warning; the rest are counted.
+                if !peer.stalled.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(target: TARGET, peer = endpoint, waiting, dropped, "the peer does not read what it is sent; messages to it are dropped");
+                }
+                return Err(Error::not_sent(format!(
+                    "not sent to {endpoint}: {waiting} bytes wait to be written to it already (the limit is {})",
+                    self.config.max_queued_bytes
+                )));
+            };
+            peer.send(&self.config, frames).await
+        })
     }
 
     fn disconnect(&self, endpoint: &str) {
@@ -279,6 +351,29 @@ impl Drop for ZmqRpc {
     }
 }
 
+/// Closes the outgoing connections unused for `timeout`, checking every quarter of it, until
+/// the transport closes.
+async fn forget_idle_peers(state: std::sync::Weak<Mutex<Option<Bound>>>, closed: Latch, timeout: Duration) {
+    let every = (timeout / 4).max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            biased;
+            () = closed.wait() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let Some(state) = state.upgrade() else { return };
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(bound) = state.as_mut() else { return };
+        bound.peers.retain(|endpoint, peer| {
+            let idle = peer.idle() >= timeout && peer.queued.load(Ordering::Relaxed) == 0;
+            if idle {
+                tracing::debug!(target: TARGET, peer = endpoint, "idle, forgotten");
+            }
+            !idle
+        });
+    }
+}
+
 /// The outgoing connection to one peer endpoint.
 struct Peer {
     /// This transport's endpoint, the identity of the connection.
@@ -286,6 +381,26 @@ struct Peer {
     endpoint: String,
     identity: Bytes,
     link: tokio::sync::Mutex<Link>,
+    /// The bytes of the sends in progress to this peer.
+    queued: AtomicUsize,
+    /// Whether a message to this peer was dropped since its queue was last empty.
+    stalled: std::sync::atomic::AtomicBool,
+    /// When a send to this peer last began.
+    last_used: Mutex<Instant>,
+}
+
+/// A send's share of its peer's queued bytes, given back when the send ends or is cancelled.
+struct Queued<'a> {
+    peer: &'a Peer,
+    size: usize,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if self.peer.queued.fetch_sub(self.size, Ordering::Relaxed) == self.size {
+            self.peer.stalled.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -323,6 +438,32 @@ impl Peer {
             endpoint: endpoint.to_owned(),
             identity: Bytes::copy_from_slice(endpoint.as_bytes()),
             link: tokio::sync::Mutex::new(Link::default()),
+            queued: AtomicUsize::new(0),
+            stalled: std::sync::atomic::AtomicBool::new(false),
+            last_used: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn used(&self) {
+        *self.last_used.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    fn idle(&self) -> Duration {
+        self.last_used.lock().unwrap_or_else(PoisonError::into_inner).elapsed()
+    }
+
+    /// Counts `size` more bytes waiting for this peer, unless that would pass `limit` while
+    /// something waits already.
+    fn queue(&self, size: usize, limit: usize) -> Option<Queued<'_>> {
+        let mut waiting = self.queued.load(Ordering::Relaxed);
+        loop {
+            if waiting > 0 && waiting.saturating_add(size) > limit {
+                return None;
+            }
+            match self.queued.compare_exchange_weak(waiting, waiting + size, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(Queued { peer: self, size }),
+                Err(now) => waiting = now,
+            }
         }
     }
 

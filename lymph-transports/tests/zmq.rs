@@ -389,3 +389,74 @@ async fn callers_that_are_gone_delay_no_heartbeat_to_a_live_peer() {
     assert!(pings >= 3, "a ping a second: {pings} in {window:?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_peer_that_never_reads_holds_at_most_the_queue_bound() {
+    // A "peer" that completes the handshake and then never reads: what is sent to it fills the
+    // kernel's buffers, then waits in the service, up to the bound; the rest is not sent.
+    use tokio::io::AsyncWriteExt;
+    const LIMIT: usize = 1 << 20;
+    const MESSAGE: usize = 64 << 10;
+    const MESSAGES: usize = 600;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let deaf = format!("tcp://{}", listener.local_addr().unwrap());
+    let (accepted, held) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut reply = greeting();
+        reply.extend(ready("deaf"));
+        stream.write_all(&reply).await.unwrap();
+        // Kept open, never read.
+        let _ = accepted.send(stream);
+    });
+    let rpc = std::sync::Arc::new(ZmqRpc::new(ZmqConfig::new().with_max_queued_bytes(LIMIT)));
+    let (endpoint, inbox) = rpc.bind().await.unwrap();
+    let mut inbox = drain(inbox);
+    let body = Bytes::from(vec![b'x'; MESSAGE]);
+    let mut sends = tokio::task::JoinSet::new();
+    for id in 0..MESSAGES {
+        let (rpc, deaf, body) = (rpc.clone(), deaf.clone(), body.clone());
+        sends.spawn(async move {
+            let frames =
+                vec![Bytes::from(id.to_string()), Bytes::from_static(b"REP"), Bytes::new(), Bytes::new(), body];
+            timeout(Duration::from_secs(2), rpc.send(&deaf, frames)).await
+        });
+    }
+    let _stream = held.await.unwrap();
+    let (mut refused, mut waiting) = (0, 0);
+    while let Some(outcome) = sends.join_next().await {
+        match outcome.unwrap() {
+            Ok(Err(error)) if error.is_not_sent() => refused += 1,
+            Ok(_) => {}
+            Err(_) => waiting += 1,
+        }
+    }
+    // What the kernel's buffers could not take: at most the bound waited, the rest was refused.
+    assert!(waiting * MESSAGE <= LIMIT + MESSAGE, "{waiting} sends of {MESSAGE} bytes waited");
+    assert!(refused > MESSAGES / 2, "only {refused} of {MESSAGES} sends were refused");
+    assert_eq!(usize::try_from(rpc.dropped()).unwrap(), refused);
+    assert_eq!(rpc.queued_bytes(&deaf), 0, "cancelled sends give their bytes back");
+    // The service still serves everyone else.
+    let peer = ZmqRpc::default();
+    peer.bind().await.unwrap();
+    still_serves(&peer, &endpoint, &mut inbox).await;
+}
+
+#[tokio::test]
+async fn connections_to_peers_unused_for_the_idle_timeout_are_closed() {
+    let (b, mut b_inbox) = {
+        let b = ZmqRpc::default();
+        let (endpoint, inbox) = b.bind().await.unwrap();
+        ((b, endpoint), drain(inbox))
+    };
+    let a = ZmqRpc::new(ZmqConfig::new().with_idle_peer_timeout(Duration::from_millis(200)));
+    a.bind().await.unwrap();
+    a.send(&b.1, frames(&["1", "REQ", "s", "h", "b"])).await.unwrap();
+    next_drained(&mut b_inbox).await;
+    assert_eq!(a.peers(), std::slice::from_ref(&b.1));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(a.peers().is_empty(), "the idle connection is still there: {:?}", a.peers());
+    // A later send connects again.
+    a.send(&b.1, frames(&["2", "REQ", "s", "h", "b"])).await.unwrap();
+    assert_eq!(next_drained(&mut b_inbox).await.frames[0], Bytes::from_static(b"2"));
+}

@@ -131,8 +131,8 @@ async fn jitter_spreads_call_latencies_between_its_bounds(world: World) -> Resul
     check(reset < Duration::from_millis(210), format!("a call took {reset:?} after the reset"))
 }
 
-/// Message loss breaks connections; calls fail while it lasts, and the client recovers once the
-/// link is clean again.
+/// Message loss stalls the link, as TCP retransmission does; calls time out while it lasts, and
+/// the client recovers once the link is clean again.
 #[lymph::test(seeds = 4)]
 async fn calls_recover_after_message_loss(world: World) -> Result {
     world.start("echo-1", || Container::builder().interface(Echo::default())).await?;
