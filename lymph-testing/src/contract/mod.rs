@@ -10,6 +10,7 @@
 //! check is reported as not applicable with that reason.
 //!
 //! - [`registry`]: the [`Registry`](lymph_core::registry::Registry) contract.
+//! - [`events`]: the [`EventSystem`](lymph_core::event::EventSystem) contract.
 //!
 //! A third backend uses a suite by implementing the seam's harness and running
 //! [`run`] over the seam's checks:
@@ -28,6 +29,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod events;
 pub mod registry;
 
 /// A fault a check needs beyond the seam's own calls.

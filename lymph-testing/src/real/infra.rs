@@ -115,7 +115,7 @@ fn ran(args: &[&str], result: Result<String, String>) -> Result<String, Error> {
 ///
 /// When `rabbitmqctl` is missing, when it reaches no node (the error names the nodes tried, the
 /// Erlang cookie and [`RABBITMQ_NODE_VAR`]), or when the command fails.
-pub(super) fn rabbitmqctl(args: &[&str]) -> Result<String, Error> {
+pub(crate) fn rabbitmqctl(args: &[&str]) -> Result<String, Error> {
     let known = FOUND.lock().unwrap_or_else(PoisonError::into_inner).clone();
     if let Some(node) = &known {
         match run(node, args)? {
@@ -195,7 +195,7 @@ pub(super) fn start_rabbitmq() -> Result<(), Error> {
 /// # Errors
 ///
 /// As theirs.
-pub(super) fn restart_rabbitmq() -> Result<(), Error> {
+pub(crate) fn restart_rabbitmq() -> Result<(), Error> {
     script(&["restart", "rabbitmq"])
 }
 
