@@ -146,6 +146,8 @@ pub struct ZmqRpc {
     state: Arc<Mutex<Option<Bound>>>,
     /// Messages not sent because their peer had too much waiting.
     dropped: AtomicU64,
+    /// Endpoints reached at another address (see [`ZmqRpc::route`]).
+    routes: Mutex<HashMap<String, String>>,
 }
 
 struct Bound {
@@ -164,7 +166,16 @@ impl fmt::Debug for ZmqRpc {
 impl ZmqRpc {
     /// A transport that binds as `config` says.
     pub fn new(config: ZmqConfig) -> Self {
-        Self { config, state: Arc::new(Mutex::new(None)), dropped: AtomicU64::new(0) }
+        Self { config, state: Arc::new(Mutex::new(None)), dropped: AtomicU64::new(0), routes: Mutex::default() }
+    }
+
+    /// Connects to the peer `endpoint` at `address` (`tcp://host:port`) instead: messages are
+    /// still addressed to `endpoint`, the peer's identity, but travel over a connection to
+    /// `address`, such as a TCP proxy in front of the peer. Takes effect on the next connection
+    /// to that peer; the current one, if any, is closed.
+    pub fn route(&self, endpoint: &str, address: &str) {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner).insert(endpoint.to_owned(), address.to_owned());
+        self.disconnect(endpoint);
     }
 
     /// How many messages were not sent because their peer had
@@ -205,7 +216,8 @@ impl ZmqRpc {
             peer.used();
             return Ok(peer.clone());
         }
-        let peer = Arc::new(Peer::new(&bound.endpoint, endpoint));
+        let address = self.routes.lock().unwrap_or_else(PoisonError::into_inner).get(endpoint).cloned();
+        let peer = Arc::new(Peer::new(&bound.endpoint, endpoint, address.as_deref().unwrap_or(endpoint)));
         bound.peers.insert(endpoint.to_owned(), peer.clone());
         Ok(peer)
     }
@@ -379,6 +391,8 @@ struct Peer {
     /// This transport's endpoint, the identity of the connection.
     own: String,
     endpoint: String,
+    /// Where to connect: the endpoint, unless [`ZmqRpc::route`] says otherwise.
+    address: String,
     identity: Bytes,
     link: tokio::sync::Mutex<Link>,
     /// The bytes of the sends in progress to this peer.
@@ -432,10 +446,11 @@ impl Link {
 }
 
 impl Peer {
-    fn new(own: &str, endpoint: &str) -> Self {
+    fn new(own: &str, endpoint: &str, address: &str) -> Self {
         Self {
             own: own.to_owned(),
             endpoint: endpoint.to_owned(),
+            address: address.to_owned(),
             identity: Bytes::copy_from_slice(endpoint.as_bytes()),
             link: tokio::sync::Mutex::new(Link::default()),
             queued: AtomicUsize::new(0),
@@ -507,7 +522,7 @@ impl Peer {
         }
         let mut socket = RouterSocket::with_options(socket_options(&self.own, config)?);
         let mut monitor = socket.monitor();
-        if let Err(error) = socket.connect(&self.endpoint).await {
+        if let Err(error) = socket.connect(&self.address).await {
             let reason = error.to_string();
             link.failed = Some((Instant::now(), reason.clone()));
             // Nothing went: the endpoint does not parse, or no connection could be made.

@@ -460,3 +460,33 @@ async fn connections_to_peers_unused_for_the_idle_timeout_are_closed() {
     a.send(&b.1, frames(&["2", "REQ", "s", "h", "b"])).await.unwrap();
     assert_eq!(next_drained(&mut b_inbox).await.frames[0], Bytes::from_static(b"2"));
 }
+
+#[tokio::test]
+async fn a_routed_peer_is_reached_through_another_address_under_its_own_identity() {
+    // A plain TCP relay in front of b: a's messages to b's endpoint travel through it.
+    let (b, mut b_inbox) = {
+        let b = ZmqRpc::default();
+        let (endpoint, inbox) = b.bind().await.unwrap();
+        ((b, endpoint), drain(inbox))
+    };
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let target = b.1.trim_start_matches("tcp://").to_owned();
+    let relayed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = relayed.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = relay.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut outbound = tokio::net::TcpStream::connect(&target).await.unwrap();
+            tokio::spawn(async move { tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await });
+        }
+    });
+    let a = ZmqRpc::default();
+    let (a_endpoint, _a_inbox) = a.bind().await.unwrap();
+    a.route(&b.1, &format!("tcp://{relay_addr}"));
+    a.send(&b.1, frames(&["via", "REQ", "s", "h", "b"])).await.unwrap();
+    let incoming = next_drained(&mut b_inbox).await;
+    assert_eq!(incoming.source, a_endpoint);
+    assert_eq!(incoming.frames[0], Bytes::from_static(b"via"));
+    assert_eq!(relayed.load(std::sync::atomic::Ordering::SeqCst), 1, "the connection went through the relay");
+}

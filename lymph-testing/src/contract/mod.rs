@@ -11,6 +11,7 @@
 //!
 //! - [`registry`]: the [`Registry`](lymph_core::registry::Registry) contract.
 //! - [`events`]: the [`EventSystem`](lymph_core::event::EventSystem) contract.
+//! - [`rpc`]: the [`RpcTransport`](lymph_core::rpc::RpcTransport) contract.
 //!
 //! A third backend uses a suite by implementing the seam's harness and running
 //! [`run`] over the seam's checks:
@@ -31,6 +32,7 @@ use std::pin::Pin;
 
 pub mod events;
 pub mod registry;
+pub mod rpc;
 
 /// A fault a check needs beyond the seam's own calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub enum Fault {
     ExpireSession,
     /// The server restarts.
     RestartServer,
+    /// The link between two peers gets a latency.
+    Slow,
 }
 
 /// What a backend says about the faults it has.

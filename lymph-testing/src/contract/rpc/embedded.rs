@@ -1,0 +1,82 @@
+//! The RPC contract on the in-process [`MemoryNetwork`].
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
+use lymph_core::Error;
+use lymph_core::memory::{MemoryNetwork, MemoryRpc};
+use lymph_core::rpc::{Frames, RpcTransport};
+
+use super::{Peer, RpcHarness, checks};
+use crate::contract::{Fault, Faults, Report, selected};
+
+const NO_NETWORK: &str =
+    "the in-process transport hands frames from one inbox to another: it has no links or processes";
+
+/// Every peer is a [`MemoryRpc`] of one [`MemoryNetwork`]. It has none of the faults.
+#[derive(Debug, Default)]
+pub struct EmbeddedRpc {
+    network: MemoryNetwork,
+    peers: RefCell<Vec<Arc<MemoryRpc>>>,
+}
+
+impl Faults for EmbeddedRpc {
+    fn lacks(&self, _: Fault) -> Option<&'static str> {
+        Some(NO_NETWORK)
+    }
+}
+
+impl RpcHarness for EmbeddedRpc {
+    fn peer(&self) -> LocalBoxFuture<'_, Result<Peer, Error>> {
+        Box::pin(async move {
+            let rpc = Arc::new(self.network.rpc());
+            let (endpoint, mut inbox) = rpc.bind().await?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                while let Some(incoming) = inbox.recv().await {
+                    if tx.send(incoming).is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut peers = self.peers.borrow_mut();
+            peers.push(rpc);
+            Ok(Peer { index: peers.len() - 1, endpoint, inbox: tokio::sync::Mutex::new(rx) })
+        })
+    }
+
+    fn send<'a>(&'a self, from: &'a Peer, to: &'a Peer, frames: Frames) -> LocalBoxFuture<'a, Result<(), Error>> {
+        let rpc = self.peers.borrow()[from.index].clone();
+        Box::pin(async move { rpc.send(&to.endpoint, frames).await })
+    }
+
+    fn send_to_nobody<'a>(&'a self, from: &'a Peer, frames: Frames) -> LocalBoxFuture<'a, Result<(), Error>> {
+        let rpc = self.peers.borrow()[from.index].clone();
+        Box::pin(async move { rpc.send("mock://127.0.0.1:65000", frames).await })
+    }
+
+    fn crash<'a>(&'a self, _: &'a Peer) -> LocalBoxFuture<'a, ()> {
+        unreachable!("{NO_NETWORK}")
+    }
+
+    fn cut<'a>(&'a self, _: &'a Peer, _: &'a Peer, _: Duration) -> LocalBoxFuture<'a, ()> {
+        unreachable!("{NO_NETWORK}")
+    }
+
+    fn set_latency<'a>(&'a self, _: &'a Peer, _: &'a Peer, _: Duration) -> LocalBoxFuture<'a, ()> {
+        unreachable!("{NO_NETWORK}")
+    }
+}
+
+/// Runs every check on a fresh in-process network each, on a paused clock.
+pub fn run() -> Report {
+    let mut report = Report::new("embedded (MemoryRpc)");
+    for check in checks().iter().filter(|check| selected(check.name)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
+        let runtime = runtime.expect("a current-thread runtime");
+        report.push(check.name, runtime.block_on(check.run_on(&EmbeddedRpc::default())));
+    }
+    report
+}
