@@ -709,44 +709,6 @@ impl ZkRegistry {
         }
     }
 
-    /// Has ZooKeeper expire this registry's current session from outside, as when the session
-    /// times out: a second client joins the session with its id and password and closes it
-    /// (the ZooKeeper FAQ's way to test session expiration). The server deletes the session's
-    /// ephemeral nodes at once; this registry finds its session expired when it next hears from
-    /// the server, makes a new one and registers its instances again, as after a real expiry.
-    ///
-    /// Returns once the server has closed the session, not once this registry has recovered.
-    ///
-    /// # Errors
-    ///
-    /// When there is no session now (a new one is being made), or the server cannot be reached.
-    pub async fn expire_session(&self) -> Result<()> {
-        let Some(client) = self.inner.client() else {
-            return Err(Error::Config("the ZooKeeper session is already being replaced".into()));
-        };
-        let session = client.session().clone();
-        let id = session.id();
-        let connector =
-            zk::Client::connector().with_session(session).with_session_timeout(self.inner.config.session_timeout);
-        let servers = &self.inner.servers;
-        let other = match tokio::time::timeout(self.inner.config.connect_timeout, connector.connect(servers)).await {
-            Ok(Ok(other)) => other,
-            Ok(Err(error)) => return Err(zk_error(format!("cannot join session {id} at {servers}"), error)),
-            Err(_) => return Err(Error::transport(format!("cannot join session {id} at {servers} in time"))),
-        };
-        tracing::info!(target: TARGET, session = %id, "expiring the ZooKeeper session from a second client");
-        let mut states = other.state_watcher();
-        drop(other);
-        let closed = async {
-            while !states.peek_state().is_terminated() {
-                states.changed().await;
-            }
-        };
-        tokio::time::timeout(self.inner.config.connect_timeout, closed)
-            .await
-            .map_err(|_| Error::transport(format!("ZooKeeper did not close session {id} in time")))
-    }
-
     /// Closes the session (its ephemeral nodes vanish at once) and ends the background tasks.
     ///
     /// Dropping the registry does the same without waiting.

@@ -57,8 +57,8 @@ pub trait RegistryHarness: Faults {
     /// Cuts `client` off from the registry both ways for `duration`, then heals the link.
     fn cut<'a>(&'a self, client: &'a Client, duration: Duration) -> LocalBoxFuture<'a, ()>;
 
-    /// The registry expires `client`'s session now; the client finds out when it next hears
-    /// from the registry.
+    /// The registry expires `client`'s session, as it does when it hears nothing from the
+    /// client for the session timeout; the client finds out when it next hears from the registry.
     fn expire_session<'a>(&'a self, client: &'a Client) -> LocalBoxFuture<'a, Result<(), String>>;
 
     /// Restarts the registry server, keeping what it keeps on disk.
@@ -368,7 +368,14 @@ async fn after_its_session_expires_a_client_registers_again(h: &H) -> Result<(),
     a.register(&service, instance("i1", 7001)).await.map_err(failed("register"))?;
     let watch = b.watch(&service).await.map_err(failed("watch"))?;
     watch_until(&watch, "the other client sees i1", &["i1"]).await?;
-    h.expire_session(&a).await?;
+    let gone = async {
+        eventually("i1 goes with the expired session", h.session_timeout() + WAIT, || ids(&watch).is_empty())
+            .await
+            .map_err(|e| format!("{e}; the watch lists {:?}", ids(&watch)))
+    };
+    let (expired, gone) = tokio::join!(h.expire_session(&a), gone);
+    expired?;
+    gone?;
     watch_until(&watch, "i1 is registered again on a new session", &["i1"]).await?;
     a.register(&service, instance("i2", 7002)).await.map_err(failed("register on the new session"))?;
     watch_until(&watch, "a registration on the new session", &["i1", "i2"]).await?;

@@ -15,6 +15,9 @@ use crate::real::{FaultProxy, infra};
 
 /// The session timeout lymph-rs asks ZooKeeper for by default (`ZkConfig`).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than the session timeout a client is cut off to have its session expire:
+/// ZooKeeper checks for expired sessions every tick (2 s by default).
+const EXPIRY_MARGIN: Duration = Duration::from_secs(3);
 
 /// Clients of the ZooKeeper at `LYMPH_TEST_ZOOKEEPER` (default `127.0.0.1:2181`), under a
 /// chroot of their own.
@@ -76,9 +79,13 @@ impl RegistryHarness for RealRegistries {
     }
 
     fn expire_session<'a>(&'a self, client: &'a Client) -> LocalBoxFuture<'a, Result<(), String>> {
+        // As ZooKeeper expires a session: it hears nothing from the client for the session
+        // timeout. The client is cut off a little longer, then the link heals.
         Box::pin(async move {
-            let registry = self.clients.borrow()[client.index].0.clone();
-            registry.expire_session().await.map_err(|e| format!("expiring the session: {e}"))
+            self.proxy(client).cut();
+            tokio::time::sleep(SESSION_TIMEOUT + EXPIRY_MARGIN).await;
+            self.proxy(client).heal();
+            Ok(())
         })
     }
 
