@@ -13,12 +13,13 @@ use lymph_core::{Container, ContainerBuilder, Error};
 use crate::World;
 
 /// Which cluster has which fault, for error messages and the docs: the simulator has every one;
-/// real infrastructure ([`Real`](crate::Real)) crashes and restarts instances and servers, cuts
-/// and slows an instance's links to the broker and the registry, and expires sessions; the
-/// embedded cluster has none.
+/// real infrastructure ([`Real`](crate::Real)) crashes and restarts instances and servers,
+/// partitions, slows and makes lossy the links between instances and an instance's links to the
+/// broker and the registry, and expires sessions; the embedded cluster has none.
 pub const FAULTS: &str = "the simulator has every fault; Real crashes and restarts instances and servers, \
-     partitions and slows an instance's links to the broker and the registry and expires sessions, but cannot \
-     partition two instances or lose messages (TCP does not); Embedded has no faults";
+     partitions, slows and makes lossy an instance's links to the broker, the registry and the other instances, \
+     and expires sessions, but has no one-way partitions and cannot cut off the test's own clients; Embedded has \
+     no faults";
 
 fn lacks(fault: &str, what: &str) -> Error {
     Error::Config(format!("this cluster cannot {fault} {what} ({FAULTS})"))

@@ -27,6 +27,7 @@ mod case;
 pub mod check;
 mod cluster;
 pub mod contract;
+mod loss;
 #[cfg(feature = "real-infra")]
 mod real;
 mod runner;
@@ -41,6 +42,7 @@ pub mod timeline;
 
 pub use case::{MockFn, MockReply, MultiServiceTestCase, RpcCall, ServiceTestCase, ServiceTestCaseBuilder};
 pub use cluster::{Cluster, Embedded, FAULTS};
+pub use loss::LOSS_INTERVAL;
 #[cfg(feature = "real-infra")]
 pub use real::{FaultProxy, Real};
 pub use runner::{
@@ -48,7 +50,7 @@ pub use runner::{
 };
 pub use timeline::{Direction, Entry, RenderOptions, Timeline};
 pub use wait::{Condition, condition, eventually, for_a_while};
-pub use world::{BROKER_HOST, LOSS_INTERVAL, REGISTRY_HOST, SERVICE_PORT, SESSION_EXPIRY, TEST_HOST, World};
+pub use world::{BROKER_HOST, REGISTRY_HOST, SERVICE_PORT, SESSION_EXPIRY, TEST_HOST, World};
 
 /// Items the macros' output refers to. Not public API.
 #[doc(hidden)]

@@ -41,6 +41,8 @@ pub struct Real {
     factories: RefCell<BTreeMap<String, Rc<dyn Fn() -> ContainerBuilder>>>,
     /// Crashed instances' containers: kept, never stopped (a crashed process says goodbye to no one).
     crashed: RefCell<Vec<Container>>,
+    /// The links between running instances, one proxy per direction: `(from, to)`.
+    peer_links: RefCell<BTreeMap<(String, String), FaultProxy>>,
 }
 
 /// An instance's connections to the outside, each through a [`FaultProxy`] of its own.
@@ -91,6 +93,7 @@ impl Real {
             links: RefCell::default(),
             factories: RefCell::default(),
             crashed: RefCell::default(),
+            peer_links: RefCell::default(),
         })
     }
 
@@ -186,32 +189,59 @@ impl Real {
         let events = AmqpEvents::connect(AmqpConfig::new(amqp)).await?;
         let zk = ZkRegistry::connect(ZkConfig::new(zookeeper)).await?;
         let rpc = Arc::new(ZmqRpc::default());
+        // Its messages to the running instances go through proxies of their own, made before
+        // it starts so that its first connection to each already does.
+        let others: Vec<(String, Arc<ZmqRpc>)> =
+            self.links.borrow().iter().map(|(other, links)| (other.clone(), links.rpc.clone())).collect();
+        for (other, other_rpc) in &others {
+            if let Some(endpoint) = other_rpc.endpoint() {
+                let proxy = proxy(endpoint.trim_start_matches("tcp://").to_owned()).await?;
+                rpc.route(&endpoint, &format!("tcp://{}", proxy.addr()));
+                self.peer_links.borrow_mut().insert((name.to_owned(), other.clone()), proxy);
+            }
+        }
         let container = factory().rpc_arc(rpc.clone()).events(events).registry(zk).start().await?;
+        if let Some(endpoint) = rpc.endpoint() {
+            for (other, other_rpc) in &others {
+                let proxy = proxy(endpoint.trim_start_matches("tcp://").to_owned()).await?;
+                other_rpc.route(&endpoint, &format!("tcp://{}", proxy.addr()));
+                self.peer_links.borrow_mut().insert((other.clone(), name.to_owned()), proxy);
+            }
+        }
         self.instances.insert(name, container);
         self.links.borrow_mut().insert(name.to_owned(), Links { registry, broker, rpc });
         self.factories.borrow_mut().insert(name.to_owned(), factory);
         Ok(())
     }
 
-    /// The proxy of `a`'s link to `b`, one of them an instance and the other the broker or the
-    /// registry.
-    fn link<T>(&self, a: &str, b: &str, use_it: impl FnOnce(&FaultProxy) -> T) -> Result<T, Error> {
-        let (instance, server) = match (a, b) {
+    /// Applies `use_it` to the proxies of the link between `a` and `b`: an instance's link to
+    /// the broker or the registry, or both directions between two running instances.
+    fn link(&self, a: &str, b: &str, use_it: impl Fn(&FaultProxy)) -> Result<(), Error> {
+        let server_link = match (a, b) {
             (server @ (BROKER_HOST | REGISTRY_HOST), instance) | (instance, server @ (BROKER_HOST | REGISTRY_HOST)) => {
-                (instance, server)
+                Some((instance, server))
             }
-            _ => {
-                return Err(Error::Config(format!(
-                    "Real cannot cut or slow the link of {a} and {b}: only an instance's links to {BROKER_HOST:?} \
-                     and {REGISTRY_HOST:?} go through fault proxies ({})",
-                    crate::FAULTS
-                )));
-            }
+            _ => None,
         };
-        let links = self.links.borrow();
-        let links =
-            links.get(instance).ok_or_else(|| Error::Config(format!("no running instance named {instance:?}")))?;
-        Ok(use_it(if server == BROKER_HOST { &links.broker } else { &links.registry }))
+        if let Some((instance, server)) = server_link {
+            let links = self.links.borrow();
+            let links =
+                links.get(instance).ok_or_else(|| Error::Config(format!("no running instance named {instance:?}")))?;
+            use_it(if server == BROKER_HOST { &links.broker } else { &links.registry });
+            return Ok(());
+        }
+        let peer_links = self.peer_links.borrow();
+        let both = [peer_links.get(&(a.to_owned(), b.to_owned())), peer_links.get(&(b.to_owned(), a.to_owned()))];
+        let [Some(there), Some(back)] = both else {
+            return Err(Error::Config(format!(
+                "Real cannot cut or slow the link of {a} and {b}: the links that go through fault proxies are an \
+                 instance's links to {BROKER_HOST:?} and {REGISTRY_HOST:?} and those between two running instances ({})",
+                crate::FAULTS
+            )));
+        };
+        use_it(there);
+        use_it(back);
+        Ok(())
     }
 
     /// Stops every container gracefully and removes the namespace.
@@ -273,6 +303,8 @@ impl Cluster for Real {
             links.registry.crash();
             links.broker.crash();
             links.rpc.close().await;
+            // Its connections to and from the other instances end with it.
+            self.peer_links.borrow_mut().retain(|(from, to), _| from != name && to != name);
             if let Some(container) = self.instances.remove(name) {
                 self.crashed.borrow_mut().push(container);
             }
@@ -316,6 +348,10 @@ impl Cluster for Real {
 
     fn reset_latency(&self, a: &str, b: &str) -> Result<(), Error> {
         self.link(a, b, |proxy| proxy.set_latency(Duration::ZERO))
+    }
+
+    fn set_loss(&self, a: &str, b: &str, rate: f64) -> Result<(), Error> {
+        self.link(a, b, |proxy| proxy.set_loss(rate))
     }
 
     fn is_running(&self, name: &str) -> bool {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use lymph_core::{Container, ContainerBuilder, Error};
 use tokio::sync::Notify;
 
+use crate::loss::LOSS_INTERVAL;
 use crate::sim::{
     DEFAULT_BROKER_PORT, DEFAULT_REGISTRY_PORT, MessageFault, MessageFaults, REGISTRY_PING_INTERVAL,
     REGISTRY_SESSION_TIMEOUT, SimEvents, SimHost, SimRegistry, SimRpc, SimWebNetwork,
@@ -460,24 +461,18 @@ impl World {
     /// The stalls of a lossy link (see [`set_loss`](World::set_loss)), until its loss rate is
     /// set again.
     async fn lose(self, (a, b): (String, String), rate: f64, generation: u64) {
-        use rand::{Rng, SeedableRng};
+        use rand::SeedableRng;
 
-        const MIN_RTO: Duration = Duration::from_millis(200);
-        const MAX_RTO: Duration = Duration::from_secs(120);
         let key = (a.clone(), b.clone());
         let current = || self.state.losses.borrow().get(&key).copied() == Some(generation);
         let partitioned = || self.state.partitioned.borrow().contains(&key);
         let mut rng =
             rand::rngs::StdRng::seed_from_u64(seed::derive(self.state.seed, &format!("loss {a} {b} {generation}")));
         while current() {
-            if rng.random::<f64>() >= rate {
+            let Some(rto) = crate::loss::stall(&mut rng, rate) else {
                 tokio::time::sleep(LOSS_INTERVAL).await;
                 continue;
-            }
-            let mut rto = MIN_RTO;
-            while rto < MAX_RTO && rng.random::<f64>() < rate {
-                rto = (rto * 2).min(MAX_RTO);
-            }
+            };
             if !partitioned() {
                 turmoil::hold(a.as_str(), b.as_str());
             }
@@ -516,9 +511,6 @@ impl World {
         self.partition(host, REGISTRY_HOST);
     }
 }
-
-/// How often a lossy link ([`World::set_loss`]) may lose a segment: every 100 ms of its time.
-pub const LOSS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The unordered pair of hosts `a` and `b`.
 fn pair(a: &str, b: &str) -> (String, String) {

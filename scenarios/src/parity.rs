@@ -46,6 +46,7 @@ pub fn schedules(scenario: &str) -> Vec<(&'static str, Schedule)> {
                     .restart(3_500, BROKER_HOST),
             ),
             ("broker restart while the restaurants are down", food::stuck_by_a_broker_restart()),
+            ("gateway cut off from order-1 for 3 s", Schedule::new().partition(1_000, "gateway", "order-1", 3_000)),
         ],
     }
 }

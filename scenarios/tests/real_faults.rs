@@ -302,3 +302,36 @@ async fn a_listener_started_late_gets_what_its_queue_kept() -> Result {
     cluster.shutdown().await;
     outcome
 }
+
+/// A partition between two instances holds their calls, as on a real network: a call from the
+/// gateway to the cut-off order instances gets no answer while it lasts, and the gateway's calls
+/// go through again once it heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_between_instances_holds_their_calls() -> Result {
+    let _one = exclusive().await;
+    let cluster = Real::new()?;
+    let outcome = async {
+        scenarios::food::start(&cluster, &scenarios::food::Store::default()).await?;
+        let client = cluster.client().await?;
+        let order = serde_json::json!({ "customer": "c", "dish": "pho" });
+        let place = || async {
+            client.proxy("gateway").timeout(Duration::from_secs(2)).call::<String, _>("place_order", &order).await
+        };
+        until_ok("an order before the partition", Duration::from_secs(20), place).await?;
+        for instance in ["order-1", "order-2"] {
+            cluster.partition("gateway", instance)?;
+        }
+        let during = place().await;
+        assert!(during.is_err(), "an order was placed across the partition: {during:?}");
+        for instance in ["order-1", "order-2"] {
+            cluster.repair("gateway", instance)?;
+        }
+        until_ok("an order after the partition healed", Duration::from_secs(20), place).await?;
+        let refused = cluster.partition("gateway", "nobody").expect_err("no instance named nobody");
+        assert!(refused.to_string().contains("nobody"), "{refused}");
+        Ok::<_, Box<dyn std::error::Error>>(())
+    }
+    .await;
+    cluster.shutdown().await;
+    outcome
+}

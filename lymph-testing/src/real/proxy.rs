@@ -3,7 +3,8 @@
 //! A client that connects through a [`FaultProxy`] instead of to the server directly can be cut
 //! off (a partition: no byte flows either way, connections stay open, new ones hang until the
 //! link heals, then everything held is delivered, as TCP retransmission would), slowed (every
-//! byte arrives a fixed latency after it was sent, in order) or crashed (every connection
+//! byte arrives a fixed latency after it was sent, in order), made lossy (the link stalls for
+//! retransmission timeouts drawn as in the simulator) or crashed (every connection
 //! closes at once and new ones are refused, as when the client's machine dies). The kernel here
 //! has network namespaces and nftables but no netem; a proxy needs neither root nor a kernel
 //! module, touches nothing but loopback, and gives partitions and latencies the same meaning as
@@ -12,6 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rand::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -26,6 +28,10 @@ struct Link {
     latency: Duration,
     /// Crashed: every connection closes, the listener is gone.
     down: bool,
+    /// Stalled by a loss, for a retransmission timeout.
+    stalled: bool,
+    /// How many times the loss rate was set: the stalls of an older setting stop.
+    loss: u64,
 }
 
 /// A TCP proxy on `127.0.0.1` in front of one server address, with faults.
@@ -48,7 +54,8 @@ impl FaultProxy {
     pub async fn start(target: &str) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let link = watch::Sender::new(Link { open: true, latency: Duration::ZERO, down: false });
+        let link =
+            watch::Sender::new(Link { open: true, latency: Duration::ZERO, down: false, stalled: false, loss: 0 });
         tokio::spawn(accept(listener, target.to_owned(), link.subscribe()));
         Ok(Self { addr, target: target.to_owned(), link })
     }
@@ -79,6 +86,22 @@ impl FaultProxy {
         self.link.send_modify(|link| link.latency = latency);
     }
 
+    /// Loses segments at `rate` (0 to 1) from now on, as the simulator does
+    /// ([`World::set_loss`](crate::World::set_loss)): every 100 ms a segment is lost with that
+    /// probability, and the link holds everything for TCP's retransmission timeout, 200 ms
+    /// doubled for each retransmission lost as well. A rate of 0 ends it.
+    pub fn set_loss(&self, rate: f64) {
+        let mut generation = 0;
+        self.link.send_modify(|link| {
+            link.loss += 1;
+            link.stalled = false;
+            generation = link.loss;
+        });
+        if rate > 0.0 {
+            tokio::spawn(lose(self.link.clone(), rate.min(1.0), generation));
+        }
+    }
+
     /// Closes every connection at once and refuses new ones, for good: the client's machine died.
     pub fn crash(&self) {
         self.link.send_modify(|link| link.down = true);
@@ -88,6 +111,37 @@ impl FaultProxy {
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.crash();
+    }
+}
+
+/// The stalls of a lossy link, until its loss rate is set again or it goes down.
+async fn lose(link: watch::Sender<Link>, rate: f64, generation: u64) {
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let current = |link: &watch::Sender<Link>| {
+        let state = link.borrow();
+        state.loss == generation && !state.down
+    };
+    while current(&link) {
+        let Some(rto) = crate::loss::stall(&mut rng, rate) else {
+            tokio::time::sleep(crate::loss::LOSS_INTERVAL).await;
+            continue;
+        };
+        link.send_if_modified(|state| {
+            let mine = state.loss == generation;
+            state.stalled |= mine;
+            mine
+        });
+        let until = Instant::now() + rto;
+        while current(&link) && Instant::now() < until {
+            tokio::time::sleep(crate::loss::LOSS_INTERVAL.min(until - Instant::now())).await;
+        }
+        link.send_if_modified(|state| {
+            let mine = state.loss == generation;
+            if mine {
+                state.stalled = false;
+            }
+            mine
+        });
     }
 }
 
@@ -125,7 +179,7 @@ async fn connection(client: TcpStream, target: String, mut link: watch::Receiver
 
 /// Waits until the link is open; `false` when it went down instead.
 async fn wait_open(link: &mut watch::Receiver<Link>) -> bool {
-    match link.wait_for(|link| link.open || link.down).await {
+    match link.wait_for(|link| (link.open && !link.stalled) || link.down).await {
         Ok(state) => !state.down,
         Err(_) => false,
     }
@@ -236,5 +290,27 @@ mod tests {
         assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the connection is closed: {read:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(TcpStream::connect(proxy.addr()).await.is_err(), "new connections are refused");
+    }
+
+    #[tokio::test]
+    async fn a_lossy_link_stalls_and_loses_nothing() {
+        let proxy = FaultProxy::start(&echo_server().await.to_string()).await.unwrap();
+        let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut stream, b"clean").await, b"clean");
+        // At a rate of 1 every segment is lost, and every retransmission too: the link stalls.
+        proxy.set_loss(1.0);
+        stream.write_all(b"late").await.unwrap();
+        let mut answer = [0; 4];
+        let early = tokio::time::timeout(Duration::from_millis(500), stream.read_exact(&mut answer)).await;
+        assert!(early.is_err(), "nothing crosses a link that loses everything");
+        proxy.set_loss(0.0);
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut answer)).await.unwrap().unwrap();
+        assert_eq!(&answer, b"late", "what the stall held arrives once the loss ends");
+        // At a moderate rate everything arrives, in order.
+        proxy.set_loss(0.3);
+        for n in 0..20u8 {
+            assert_eq!(round_trip(&mut stream, &[n]).await, [n]);
+        }
+        proxy.set_loss(0.0);
     }
 }
