@@ -92,6 +92,12 @@ const CHECKS: &[Check<H>] = &[
         []
     ),
     check!(
+        a_message_of_tens_of_mib_arrives_whole,
+        "ZeroMQ carries a message of any size its peer accepts; lymph-rs's transports accept 64 MiB \
+         (`ZmqConfig::with_max_message_size`), so a 20 MiB reply travels as a small one does",
+        []
+    ),
+    check!(
         sending_to_an_endpoint_no_one_binds_fails,
         "a connect to a port nobody listens on is refused, and lymph-rs's transport says so \
          instead of queueing the message for ever as a bare ZeroMQ socket would",
@@ -176,6 +182,17 @@ async fn messages_from_one_peer_arrive_in_the_order_sent(h: &H) -> Result<(), St
         let got = first_frame(&next(&b, WAIT, "the next message").await?);
         ensure!(got == n.to_string(), "message {got} arrived where {n} was expected");
     }
+    Ok(())
+}
+
+async fn a_message_of_tens_of_mib_arrives_whole(h: &H) -> Result<(), String> {
+    let (a, b) = two_peers(h).await?;
+    let body: Bytes = (0..20 << 20).map(|i: u32| (i % 251) as u8).collect::<Vec<u8>>().into();
+    let sent = vec![Bytes::from_static(b"big"), Bytes::from_static(b"REP"), Bytes::new(), Bytes::new(), body.clone()];
+    h.send(&a, &b, sent).await.map_err(failed("send 20 MiB"))?;
+    let incoming = next(&b, WAIT, "the 20 MiB message").await?;
+    ensure!(incoming.frames.len() == 5, "{} frames arrived", incoming.frames.len());
+    ensure!(incoming.frames[4] == body, "the body arrived changed ({} bytes)", incoming.frames[4].len());
     Ok(())
 }
 
