@@ -268,6 +268,8 @@ impl Application {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
+        // A panic the ZooKeeper registry catches is not printed as one.
+        lymph_transports::quiet_caught_watch_panics();
         let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(error) => {

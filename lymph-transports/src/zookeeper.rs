@@ -466,6 +466,31 @@ fn publish(sender: &InstanceSender, list: Vec<ServiceInstance>) {
     });
 }
 
+/// Keeps the panic that zookeeper-client 0.11.2 raises in a one-shot watch dropped without an
+/// event (its `session/watch.rs`), which [`ZkRegistry`] catches and recovers from, off the
+/// terminal: the process's panic hook gets every other panic, as before. For binaries: a library
+/// never changes the panic hook by itself. Calling it more than once installs it once.
+pub fn quiet_caught_watch_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.location().is_some_and(|location| is_caught_watch_panic(location.file())) {
+                tracing::debug!(target: TARGET, %info, "a ZooKeeper watch broke without an event (caught)");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Whether a panic at `file` is the one [`watch_event`] catches: zookeeper-client's
+/// `src/session/watch.rs`.
+fn is_caught_watch_panic(file: &str) -> bool {
+    let file = file.replace('\\', "/");
+    file.contains("zookeeper-client") && file.ends_with("src/session/watch.rs")
+}
+
 /// The event of a one-shot watch, or `None` when the watch broke.
 ///
 /// zookeeper-client 0.11.2 panics in `OneshotWatcher::changed` when the watch is dropped on its
@@ -839,6 +864,16 @@ fn python_json(instance: &impl serde::Serialize) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_caught_watch_panic_is_kept_quiet() {
+        let registry = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        assert!(is_caught_watch_panic(&format!("{registry}/zookeeper-client-0.11.2/src/session/watch.rs")));
+        assert!(is_caught_watch_panic(r"C:\cargo\registry\src\zookeeper-client-0.11.2\src\session\watch.rs"));
+        assert!(!is_caught_watch_panic(&format!("{registry}/zookeeper-client-0.11.2/src/session/mod.rs")));
+        assert!(!is_caught_watch_panic("lymph-transports/src/zookeeper.rs"));
+        assert!(!is_caught_watch_panic(&format!("{registry}/other-crate/src/session/watch.rs")));
+    }
 
     #[test]
     fn json_matches_python_json_dumps() {
