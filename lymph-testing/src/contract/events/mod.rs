@@ -241,6 +241,7 @@ async fn consumers_of_one_queue_share_its_events(h: &H) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + WAIT;
     while seen.len() < 6 && tokio::time::Instant::now() < deadline {
         tokio::select! {
+            biased;
             Some(delivery) = on_a.recv() => seen.push(delivery),
             Some(delivery) = on_b.recv() => seen.push(delivery),
             () = tokio::time::sleep_until(deadline) => {}
