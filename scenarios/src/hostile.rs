@@ -32,6 +32,18 @@
 //! The metrics check: every round makes up new subjects and event types, so when the series
 //! `lymph.get_metrics` returns after the last round outnumber those after the first, made-up
 //! names add series ([`Report::problems`]).
+//!
+//! # Figures
+//!
+//! 2026-12-04, a 2-core machine shared with other builds, debug build, one `scenarios instance`
+//! with the echo and listener interfaces on the local ZooKeeper and RabbitMQ, `scenarios hostile
+//! --endpoint tcp://127.0.0.1:PORT --pid PID --amqp URL --rounds 40 --seconds 300`: 40 rounds in
+//! 156.7 s, 54 720 inputs (zmtp 7 320 connections, 2.9 GB, 1 078 closed by the service at once;
+//! rpc 22 680 messages; readers 12 000 requests for 3.1 GB of replies never read; amqp 12 720
+//! events), 201 of 201 probes answered (median 2.8 ms, slowest 16.3 ms), 81 metrics series after
+//! the first round and at the end, RSS 39.6 MiB cold before, 129.5 MiB at the peak, 72.5 MiB
+//! after; 20 more rounds on the same process left it at 70.0 MiB (what the allocator keeps of
+//! the peak, not growth).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -142,6 +154,8 @@ pub struct Report {
     pub exited: bool,
     /// The seed of the random inputs.
     pub seed: u64,
+    /// What went wrong on the attacking side without ending the run (the broker was restarted).
+    pub notes: Vec<String>,
     /// The whole run.
     pub elapsed: Duration,
 }
@@ -259,6 +273,9 @@ impl fmt::Display for Report {
             count(self.series_after_first_round),
             count(self.series_after)
         )?;
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
         if self.exited {
             writeln!(f, "THE PROCESS EXITED")?;
         }
@@ -317,7 +334,12 @@ pub async fn run(target: &Target, budget: &Budget) -> anyhow::Result<Report> {
             };
             let elapsed = family_started.elapsed();
             attack.report.family(family).elapsed += elapsed;
-            outcome.with_context(|| format!("round {round}, {family}"))?;
+            match outcome {
+                // The broker is shared: another user may restart it. That is no finding about
+                // the target, whose probes say whether it copes.
+                Err(error) if family == "amqp" => attack.report.notes.push(format!("round {round} amqp: {error:#}")),
+                outcome => outcome.with_context(|| format!("round {round}, {family}"))?,
+            }
             attack.check(&format!("round {round} {family}")).await;
         }
         attack.report.rounds = round;
