@@ -811,8 +811,8 @@ impl Container {
     /// | `rpc.latency_ms_bucket` | `subject`, `le` | requests handled within `le` milliseconds (a histogram, with `_sum` and `_count`) |
     /// | `rpc.connection_count` | | peers the container talks to |
     /// | `rpc.in_flight` | | requests and events being handled now |
-    /// | `events` | `event_type`, `handler` | events handled |
-    /// | `events.failed` | `event_type`, `handler` | events whose handler failed |
+    /// | `events` | `event_type`, `handler` | events handled; `event_type` is the handler's pattern that matched |
+    /// | `events.failed` | `event_type`, `handler` | events whose handler failed (tagged as `events`) |
     /// | `http.requests` | `interface`, `method`, `status` | HTTP requests answered by web interfaces |
     /// | `http.duration_ms` | `interface` | their total handling time in milliseconds |
     /// | `http.latency_ms_bucket` | `interface`, `le` | HTTP requests answered within `le` milliseconds (with `_sum` and `_count`) |
@@ -823,7 +823,10 @@ impl Container {
     /// one of a method its interface declares (the built-in `lymph.*` ones included); requests
     /// for any other method of an interface count under the one subject `unknown` (requests for
     /// an interface the container does not have are not counted), and an HTTP `method` other
-    /// than the standard ones counts as `OTHER`, so that made-up names add no series.
+    /// than the standard ones counts as `OTHER`, so that made-up names add no series. For the
+    /// same reason an event's `event_type` tag is the pattern its handler subscribed with that
+    /// matches it (`interop.#` for every `interop.…` type), or `unknown` for an event whose type
+    /// matches none of them (its body names another type than the routing key it came under).
     pub fn metrics(&self) -> Value {
         self.shared.metrics_series()
     }
@@ -1202,7 +1205,8 @@ pub(crate) async fn handle_delivery(
         Ok(Err(error)) => Some(error.to_string()),
         Err(panic) => Some(format!("panic: {}", panic_message(&panic))),
     };
-    shared.metrics.event(&event.event_type, handler.name, failure.is_some());
+    let tag = crate::metrics::event_type_tag(handler, &installed.name, &event.event_type);
+    shared.metrics.event(&tag, handler.name, failure.is_some());
     shared.plugins.handled(&Handled {
         kind: HandledKind::Event,
         interface: &installed.name,

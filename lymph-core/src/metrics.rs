@@ -17,6 +17,30 @@ const BUCKETS_MS: [f64; 13] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 50
 /// A subject that names a method has a `.` in it, so it never reads `unknown`.
 pub(crate) const UNKNOWN_SUBJECT: &str = "unknown";
 
+/// The `event_type` tag of an event of type `event_type` that `handler` (of the interface named
+/// `interface`) handled: the first of the handler's patterns that matches it, the task's event
+/// type for a task, else [`UNKNOWN_SUBJECT`]. Never the event's own type when that differs from
+/// what the service subscribed to: a wildcard pattern matches types anyone can make up, and an
+/// event's body may name any type whatever routing key it was published with, so that made-up
+/// types add no series.
+pub(crate) fn event_type_tag<'a>(
+    handler: &'a crate::interface::EventHandlerSpec,
+    interface: &str,
+    event_type: &str,
+) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    if let Some(pattern) = handler.patterns.iter().find(|pattern| crate::event::topic_matches(pattern, event_type)) {
+        return Cow::Borrowed(pattern);
+    }
+    if handler.task {
+        let task = crate::interface::EventHandlerSpec::task_event_type(interface, handler.name);
+        if task == event_type {
+            return Cow::Owned(task);
+        }
+    }
+    Cow::Borrowed(UNKNOWN_SUBJECT)
+}
+
 /// The HTTP methods the `method` tag of `http.requests` names; any other counts as `OTHER`.
 const HTTP_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
 
@@ -290,6 +314,45 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_is_tagged_with_the_pattern_that_matched_never_its_made_up_type() {
+        use crate::interface::EventHandlerSpec;
+        let handler = EventHandlerSpec {
+            name: "on_any",
+            patterns: &["order.created", "interop.#"],
+            queue_name: None,
+            sequential: false,
+            broadcast: false,
+            once: false,
+            retry: 0,
+            task: false,
+            serial: None,
+        };
+        assert_eq!(event_type_tag(&handler, "shop", "order.created"), "order.created");
+        assert_eq!(event_type_tag(&handler, "shop", "interop.a.b"), "interop.#");
+        // A body naming another type than the routing key it came under.
+        assert_eq!(event_type_tag(&handler, "shop", "made.up.0"), UNKNOWN_SUBJECT);
+        let task = EventHandlerSpec { name: "resize", patterns: &[], task: true, ..handler };
+        assert_eq!(event_type_tag(&task, "img.worker", "lymph.tasks.img.resize"), "lymph.tasks.img.resize");
+        assert_eq!(event_type_tag(&task, "img.worker", "lymph.tasks.img.other"), UNKNOWN_SUBJECT);
+
+        let metrics = Metrics::default();
+        for n in 0..1000 {
+            let made_up = format!("interop.{n}");
+            metrics.event(&event_type_tag(&handler, "shop", &made_up), handler.name, n % 2 == 0);
+            metrics.event(&event_type_tag(&handler, "shop", &format!("made.up.{n}")), handler.name, false);
+        }
+        let series = metrics.series(0, 0, &[]);
+        let events: Vec<&Value> = series
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry.as_array().unwrap()[0].as_str().is_some_and(|name| name.starts_with("events")))
+            .collect();
+        // `events` for `interop.#` and `unknown`, `events.failed` for `interop.#`.
+        assert_eq!(events.len(), 3, "{series}");
+    }
 
     #[test]
     fn prometheus_text_has_one_family_per_name_with_labels_and_types() {

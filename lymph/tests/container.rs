@@ -415,6 +415,54 @@ async fn requests_for_made_up_methods_add_no_series() {
     assert_eq!(counted(&metrics, "rpc", "probe.made_up_0"), None, "{metrics}");
 }
 
+/// Counts the events it handles, by a wildcard pattern.
+#[derive(Debug, Clone, Default)]
+struct Sink {
+    handled: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[lymph::interface(name = "sink")]
+impl Sink {
+    /// Handles every event type under `made.`.
+    #[event("made.#")]
+    async fn on_made(&self, _event: lymph::Event) -> lymph::Result<()> {
+        self.handled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_of_made_up_types_under_a_wildcard_add_no_series() {
+    let network = MemoryNetwork::new();
+    let sink = Sink::default();
+    let service = Container::builder().network(&network).interface(sink.clone()).start().await.unwrap();
+    let client = Container::builder().network(&network).start().await.unwrap();
+    let series = |metrics: &Value| metrics.as_array().map_or(0, <[Value]>::len);
+    client.emit("made.first", Value::Map(Vec::new())).await.unwrap();
+    let wait = |n: usize| {
+        let handled = sink.handled.clone();
+        async move {
+            while handled.load(std::sync::atomic::Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait(1).await;
+    let before = series(&service.metrics());
+    for n in 0..500 {
+        client.emit(&format!("made.up.{n}"), Value::Map(Vec::new())).await.unwrap();
+    }
+    wait(501).await;
+    let metrics = service.metrics();
+    assert_eq!(series(&metrics), before, "{metrics}");
+    let events = metrics.as_array().unwrap().iter().find_map(|entry| {
+        let parts = entry.as_array()?;
+        let tagged = parts[2].get("event_type").and_then(Value::as_str) == Some("made.#");
+        (parts[0].as_str() == Some("events") && tagged).then(|| parts[1].clone())
+    });
+    assert_eq!(events, Some(Value::Int(501)), "{metrics}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_empty_event_type_is_refused() {
     let network = MemoryNetwork::new();

@@ -7,6 +7,8 @@
 //!
 //! - [`echo`]: the `echo` service (`upper`, `echo`, `fail`).
 //! - [`listener`]: the `listener` service, which records the events it handles.
+//! - [`hostile`]: hostile input sent to a running instance (raw ZMTP, lymph messages, peers that
+//!   never read, malformed events), with probes, metrics and memory readings.
 //! - [`food`]: food ordering over seven hosts, with invariants checked under fault schedules.
 //! - [`parity`]: one scenario under one fault schedule in the simulator and on real
 //!   infrastructure, and the differences between the two outcomes.
@@ -15,6 +17,7 @@
 
 pub mod echo;
 pub mod food;
+pub mod hostile;
 pub mod listener;
 pub mod parity;
 pub mod talk;

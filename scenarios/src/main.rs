@@ -5,6 +5,7 @@
 //! scenarios run talk [--seed N] [--heartbeats] [--by-trace]
 //! scenarios parity food [--schedule N] [--seed N] [--timeline]
 //! scenarios instance -c echo.yml [--ip IP] [--port PORT] [--isolated]
+//! scenarios hostile --endpoint tcp://127.0.0.1:PORT [--pid PID] [--rounds N] [--seconds S]
 //! ```
 
 use std::process::ExitCode;
@@ -17,6 +18,8 @@ const USAGE: &str = "usage:
   scenarios run <scenario> [--seed N] [--faults none|chaos] [--heartbeats] [--by-trace]
   scenarios parity <scenario> [--schedule N] [--seed N] [--timeline]
   scenarios instance -c <config> [--ip IP] [--port PORT] [--isolated] [--vars FILE] [--loglevel LEVEL]
+  scenarios hostile --endpoint tcp://127.0.0.1:PORT [--pid PID] [--rounds N] [--seconds S] [--amqp URL]
+                    [--event TYPE]... [--seed N]
 
 `instance` runs the classes echo:Echo and listener:Listener as a lymph service, from a
 .lymph.yml written for Python lymph 0.15 (ZooKeeper, RabbitMQ, ZeroMQ); see `instance --help`.
@@ -37,7 +40,23 @@ the real ZeroMQ, RabbitMQ and ZooKeeper of `scripts/infra.sh up`, and prints bot
 their differences; the exit status says whether the verdicts agree.
   --schedule N   only the N-th schedule, from 0 (default all)
   --seed N       the simulation seed (default 1)
-  --timeline     print the simulated run's timeline too";
+  --timeline     print the simulated run's timeline too
+
+`hostile` attacks a running instance's RPC endpoint on loopback (raw ZMTP: 1 TiB frame headers,
+oversized and never-ending messages, random bytes, broken handshakes; lymph messages with wrong
+frames, msgpack, types, UTF-8, nesting, made-up subjects and unreachable sources; peers that never
+read their replies; with --amqp, malformed events), probes `echo.upper` between families and
+prints what it sent, the probes' latencies, the metrics series and the memory of --pid. The exit
+status is 1 when a probe went unanswered (or took over 2 s), the process exited, or made-up names
+added metrics series.
+  --endpoint E   the instance's RPC endpoint, tcp://127.0.0.1:PORT (required)
+  --pid PID      its process id, to read its memory (VmRSS) before, at the peak and after
+  --rounds N     how many times every family runs (default 3)
+  --seconds S    the time budget: no family starts after it (default 60)
+  --amqp URL     the broker it consumes from, with its virtual host (amqp://guest:guest@127.0.0.1:5672/%2f)
+  --event TYPE   an event type it subscribes to (default uppercase_transform_finished and
+                 interop.hostile, the listener's); repeat for more
+  --seed N       the seed of the random inputs (default 0)";
 
 const SCENARIOS: &[(&str, &str)] = &[
     ("talk", "echo x2, listener and a client: upper, fail, an unknown method, events with trace ids"),
@@ -117,6 +136,7 @@ fn run(args: Vec<String>) -> anyhow::Result<bool> {
             }
             run_parity(&name, only, seed, timeline)
         }
+        Some("hostile") => run_hostile(args.collect()),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(true)
@@ -124,6 +144,65 @@ fn run(args: Vec<String>) -> anyhow::Result<bool> {
         Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
         None => bail!("{USAGE}"),
     }
+}
+
+/// `scenarios hostile`: parses its options, runs the suite and prints the report; returns whether
+/// the guarantee held.
+fn run_hostile(args: Vec<String>) -> anyhow::Result<bool> {
+    use scenarios::hostile;
+
+    fn number<T: std::str::FromStr>(option: &str, value: Option<String>) -> anyhow::Result<T> {
+        let value = value.with_context(|| format!("{option} needs a value"))?;
+        value.parse().map_err(|_| anyhow::anyhow!("{option} {value:?} is not a number"))
+    }
+    let mut args = args.into_iter();
+    let (mut endpoint, mut pid, mut amqp, mut events) = (None, None, None, Vec::new());
+    let mut budget = hostile::Budget { rounds: 3, time: std::time::Duration::from_secs(60), ..Default::default() };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--endpoint" => endpoint = Some(args.next().context("--endpoint needs a value")?),
+            "--pid" => pid = Some(number::<u32>("--pid", args.next())?),
+            "--rounds" => budget.rounds = number("--rounds", args.next())?,
+            "--seconds" => {
+                let seconds: f64 = number("--seconds", args.next())?;
+                if !(seconds > 0.0 && seconds <= 86_400.0) {
+                    bail!("--seconds {seconds} is not more than 0 and at most 86400");
+                }
+                budget.time = std::time::Duration::from_secs_f64(seconds);
+            }
+            "--amqp" => amqp = Some(args.next().context("--amqp needs a URL")?),
+            "--event" => events.push(args.next().context("--event needs an event type")?),
+            "--seed" => budget.seed = number("--seed", args.next())?,
+            other => bail!("unknown option {other:?}\n\n{USAGE}"),
+        }
+    }
+    let endpoint = endpoint.context("hostile needs --endpoint tcp://127.0.0.1:PORT")?;
+    if budget.rounds == 0 {
+        bail!("--rounds 0: at least one round");
+    }
+    let port = endpoint.strip_prefix("tcp://127.0.0.1:").and_then(|port| port.parse::<u16>().ok());
+    if port.is_none_or(|port| port == 0) {
+        bail!("--endpoint {endpoint:?} is not tcp://127.0.0.1:PORT (the suite attacks loopback only)");
+    }
+    if let Some(pid) = pid
+        && hostile::rss_kib(pid).is_none()
+    {
+        bail!("--pid {pid}: no such process (or no /proc/{pid}/status to read)");
+    }
+    let mut target = hostile::Target::new(endpoint);
+    target.pid = pid;
+    target.amqp = amqp;
+    if !events.is_empty() {
+        target.event_types = events;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let report = runtime.block_on(hostile::run(&target, &budget))?;
+    print!("{report}");
+    let problems = report.problems(std::time::Duration::from_secs(2));
+    for problem in &problems {
+        println!("PROBLEM: {problem}");
+    }
+    Ok(problems.is_empty())
 }
 
 /// Runs `scenario` in one simulated world and prints its timeline and verdict; returns whether
