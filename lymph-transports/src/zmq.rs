@@ -33,6 +33,9 @@ use zeromq::{RouterSendHalf, RouterSocket, SocketEvent, SocketOptions, ZmqError,
 const PORT_RANGE: std::ops::Range<u16> = 35536..65535;
 /// How many random ports to try before giving up.
 const BIND_ATTEMPTS: usize = 20;
+/// How long a peer that connects may take to complete the ZMTP handshake before its connection
+/// is closed, by default: 30 s, libzmq's `ZMQ_HANDSHAKE_IVL`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The tracing target of this transport.
 const TARGET: &str = "lymph::zmq";
 pub use lymph_core::rpc::DEFAULT_MAX_MESSAGE_SIZE;
@@ -53,6 +56,7 @@ pub struct ZmqConfig {
     max_message_size: usize,
     max_queued_bytes: usize,
     idle_peer_timeout: Duration,
+    handshake_timeout: Duration,
 }
 
 impl Default for ZmqConfig {
@@ -65,6 +69,7 @@ impl Default for ZmqConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             idle_peer_timeout: DEFAULT_IDLE_PEER_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -126,6 +131,15 @@ impl ZmqConfig {
     /// A later send to that peer connects again.
     pub fn with_idle_peer_timeout(mut self, timeout: Duration) -> Self {
         self.idle_peer_timeout = timeout;
+        self
+    }
+
+    /// How long a peer that connects may take to complete the ZMTP handshake before its
+    /// connection is closed (default [`DEFAULT_HANDSHAKE_TIMEOUT`], 30 s, as libzmq's
+    /// `ZMQ_HANDSHAKE_IVL`): a peer that connects and sends nothing holds one of the service's
+    /// file descriptors for at most this long.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
         self
     }
 }
@@ -232,7 +246,11 @@ impl Default for ZmqRpc {
 fn socket_options(identity: &str, config: &ZmqConfig) -> Result<SocketOptions> {
     let identity = identity.parse().map_err(|e: ZmqError| Error::transport(format!("bad identity {identity}: {e}")))?;
     let mut options = SocketOptions::default();
-    options.peer_identity(identity).connect_timeout(config.connect_timeout).max_message_size(config.max_message_size);
+    options
+        .peer_identity(identity)
+        .connect_timeout(config.connect_timeout)
+        .max_message_size(config.max_message_size)
+        .handshake_timeout(config.handshake_timeout);
     Ok(options)
 }
 

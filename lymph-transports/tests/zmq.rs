@@ -490,3 +490,18 @@ async fn a_routed_peer_is_reached_through_another_address_under_its_own_identity
     assert_eq!(incoming.frames[0], Bytes::from_static(b"via"));
     assert_eq!(relayed.load(std::sync::atomic::Ordering::SeqCst), 1, "the connection went through the relay");
 }
+
+#[tokio::test]
+async fn a_connection_that_never_completes_the_handshake_is_closed() {
+    let rpc = ZmqRpc::new(ZmqConfig::new().with_handshake_timeout(Duration::from_millis(300)));
+    let (endpoint, inbox) = rpc.bind().await.unwrap();
+    let mut inbox = drain(inbox);
+    let started = std::time::Instant::now();
+    // Connects and sends nothing, then a half greeting: both are closed by the service.
+    assert!(send_raw(&endpoint, &[]).await, "a silent connection was kept");
+    assert!(send_raw(&endpoint, &greeting()[..10]).await, "a connection stuck in its greeting was kept");
+    assert!(started.elapsed() < Duration::from_secs(4), "closing took {:?}", started.elapsed());
+    let peer = ZmqRpc::default();
+    peer.bind().await.unwrap();
+    still_serves(&peer, &endpoint, &mut inbox).await;
+}

@@ -358,6 +358,7 @@ pub struct SocketOptions {
     pub(crate) read_buffer_short_reads: usize,
     // lymph-rs: the most a message being received may take before its connection is closed.
     pub(crate) max_message_size: Option<usize>,
+    pub(crate) handshake_timeout: Option<Duration>,
 }
 
 impl Default for SocketOptions {
@@ -369,6 +370,7 @@ impl Default for SocketOptions {
             read_buffer_max_size: 64 * 1024,
             read_buffer_short_reads: 2,
             max_message_size: None,
+            handshake_timeout: None,
         }
     }
 }
@@ -441,6 +443,14 @@ impl SocketOptions {
         self
     }
 
+    /// How long an accepted connection may take to complete the ZMTP handshake (greeting and
+    /// READY) before it is closed, as libzmq's `ZMQ_HANDSHAKE_IVL` (30 s there). A peer that
+    /// connects and sends nothing holds a file descriptor until then. No limit unless set.
+    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.handshake_timeout = Some(timeout);
+        self
+    }
+
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.connect_timeout = Some(timeout);
         self
@@ -507,10 +517,18 @@ where
     let callback = move |result: ZmqResult<(FramedIo, Endpoint)>| {
         let backend = callback_backend.clone();
         async move {
+            let handshake_timeout = backend.socket_options().handshake_timeout;
             let result = match result {
-                Ok((io, endpoint)) => util::peer_connected(io, backend.clone())
-                    .await
-                    .map(|peer_id| (endpoint, peer_id)),
+                Ok((mut io, endpoint)) => {
+                    let handshake = util::peer_handshake(&mut io, backend.clone());
+                    match util::run_with_timeout(handshake_timeout, handshake).await {
+                        Ok(peer_id) => {
+                            backend.clone().peer_connected(&peer_id, io).await;
+                            Ok((endpoint, peer_id))
+                        }
+                        Err(error) => Err(error),
+                    }
+                }
                 Err(error) => Err(error),
             };
 
