@@ -1,13 +1,28 @@
 //! Property tests of the msgpack codec: round trips, agreement between the native encoder and the
-//! serde path, typed round trips, and no panics on arbitrary input.
+//! serde path, typed round trips, and no panics on arbitrary input: arbitrary and damaged bytes,
+//! damaged events and message frames, and nesting up to and past `MAX_DEPTH` (100,000 levels
+//! included) through every decoder that reads untrusted bytes.
+//!
+//! Each property runs `LYMPH_FUZZ_CASES` cases (256 unless set).
 
 use bytes::Bytes;
+use lymph_core::codec::{DecodeError, MAX_DEPTH};
+use lymph_core::message::FrameError;
 use lymph_core::types::{Date, DateTime, Decimal, Set, Time, Uuid};
 use lymph_core::value::{from_value, to_value};
 use lymph_core::{Event, Headers, Message, Value, codec};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// Cases per property unless `LYMPH_FUZZ_CASES` says otherwise.
+const DEFAULT_CASES: u32 = 256;
+
+/// Every property runs `LYMPH_FUZZ_CASES` cases, [`DEFAULT_CASES`] by default.
+fn fuzz_config() -> ProptestConfig {
+    let cases = std::env::var("LYMPH_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(DEFAULT_CASES);
+    ProptestConfig::with_cases(cases)
+}
 
 const TAG_NAMES: [&str; 7] = ["datetime", "date", "time", "Decimal", "UUID", "set", "UndefinedType"];
 
@@ -129,6 +144,8 @@ fn check_decoding(bytes: &[u8]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
+    #![proptest_config(fuzz_config())]
+
     #[test]
     fn decode_of_encode_is_identity(v in value()) {
         let bytes = v.to_msgpack();
@@ -260,6 +277,326 @@ proptest! {
     }
 }
 
+// ---- untrusted input: damaged events and frames, deep nesting -------------------------------
+
+fn event() -> impl Strategy<Value = Event> {
+    ("\\PC{0,20}", vec(("[a-z_]{0,12}", value()), 0..4), value(), "\\PC{0,20}").prop_map(
+        |(event_type, headers, body, source)| {
+            let mut event = Event::new(event_type, body, None);
+            event.headers = Headers::new();
+            for (key, value) in headers {
+                event.headers.insert(key, value);
+            }
+            event.source = source;
+            event
+        },
+    )
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    (
+        "[0-9a-f]{32}",
+        proptest::sample::select(&["REQ", "REP", "ACK", "NACK", "ERROR"][..]),
+        "\\PC{0,20}",
+        vec(("[a-z_]{0,12}", value()), 0..4),
+        value(),
+    )
+        .prop_map(|(id, kind, subject, entries, body)| {
+            let mut headers = Headers::new();
+            for (key, value) in entries {
+                headers.insert(key, value);
+            }
+            Message { id, kind: kind.parse().expect("a kind"), subject, headers, body: Bytes::from(body.to_msgpack()) }
+        })
+}
+
+/// Ways to damage a message's frames.
+#[derive(Debug, Clone)]
+enum FrameDamage {
+    Bytes(prop::sample::Index, Vec<Damage>),
+    Drop(prop::sample::Index),
+    Duplicate(prop::sample::Index),
+    Swap(prop::sample::Index, prop::sample::Index),
+    Append(Vec<u8>),
+}
+
+fn frame_damage() -> impl Strategy<Value = Vec<FrameDamage>> {
+    use prop::sample::Index;
+    vec(
+        prop_oneof![
+            6 => (any::<Index>(), damage()).prop_map(|(at, damage)| FrameDamage::Bytes(at, damage)),
+            1 => any::<Index>().prop_map(FrameDamage::Drop),
+            1 => any::<Index>().prop_map(FrameDamage::Duplicate),
+            2 => (any::<Index>(), any::<Index>()).prop_map(|(a, b)| FrameDamage::Swap(a, b)),
+            1 => vec(any::<u8>(), 0..8).prop_map(FrameDamage::Append),
+        ],
+        1..3,
+    )
+}
+
+fn damaged_frames(frames: Vec<Bytes>, damage: &[FrameDamage]) -> Vec<Bytes> {
+    let mut frames: Vec<Vec<u8>> = frames.into_iter().map(Vec::from).collect();
+    for d in damage {
+        let len = frames.len();
+        match d {
+            FrameDamage::Bytes(at, damage) if len > 0 => {
+                let at = at.index(len);
+                frames[at] = damaged(std::mem::take(&mut frames[at]), damage);
+            }
+            FrameDamage::Drop(at) if len > 0 => drop(frames.remove(at.index(len))),
+            FrameDamage::Duplicate(at) if len > 0 => {
+                let at = at.index(len);
+                frames.insert(at, frames[at].clone());
+            }
+            FrameDamage::Swap(a, b) if len > 0 => frames.swap(a.index(len), b.index(len)),
+            FrameDamage::Append(frame) => frames.push(frame.clone()),
+            _ => {}
+        }
+    }
+    frames.into_iter().map(Bytes::from).collect()
+}
+
+/// Whether `frames` are a lymph message, checked field by field.
+fn is_message(frames: &[Bytes]) -> bool {
+    let [id, kind, subject, headers, body] = frames else { return false };
+    let kind = std::str::from_utf8(kind).ok();
+    std::str::from_utf8(id).is_ok()
+        && kind.is_some_and(|kind| ["REQ", "REP", "ACK", "NACK", "ERROR"].contains(&kind))
+        && std::str::from_utf8(subject).is_ok()
+        && Value::from_msgpack(headers).is_ok_and(|headers| match headers {
+            Value::Map(entries) => entries.iter().all(|(key, _)| match key {
+                Value::Str(_) => true,
+                Value::Bin(key) => std::str::from_utf8(key).is_ok(),
+                _ => false,
+            }),
+            _ => false,
+        })
+        && codec::validate(body).is_ok()
+}
+
+/// One level of nesting: the containers msgpack has, in each position a value can take.
+#[derive(Debug, Clone, Copy)]
+enum Level {
+    /// `[x]` as a fixarray, an array 16 and an array 32.
+    Array,
+    Array16,
+    Array32,
+    /// `{"k": x}` as a fixmap and a map 16.
+    MapValue,
+    Map16,
+    /// `{x: nil}`.
+    MapKey,
+    /// lymph's tagged set, `{"__type__": "set", "_": [x]}`: two levels.
+    Set,
+}
+
+fn level() -> impl Strategy<Value = Level> {
+    prop_oneof![
+        4 => Just(Level::Array),
+        1 => Just(Level::Array16),
+        1 => Just(Level::Array32),
+        2 => Just(Level::MapValue),
+        1 => Just(Level::Map16),
+        2 => Just(Level::MapKey),
+        1 => Just(Level::Set),
+    ]
+}
+
+/// `leaf` inside `levels`, outermost first, and how many containers deep the whole nests.
+fn nested(levels: &[Level], leaf: &[u8], leaf_depth: usize) -> (Vec<u8>, usize) {
+    let mut bytes = Vec::with_capacity(levels.len() * 16 + leaf.len());
+    let mut closing = Vec::new();
+    let mut depth = leaf_depth;
+    for level in levels {
+        depth += 1;
+        match level {
+            Level::Array => bytes.push(0x91),
+            Level::Array16 => bytes.extend_from_slice(&[0xdc, 0, 1]),
+            Level::Array32 => bytes.extend_from_slice(&[0xdd, 0, 0, 0, 1]),
+            Level::MapValue => bytes.extend_from_slice(&[0x81, 0xa1, b'k']),
+            Level::Map16 => bytes.extend_from_slice(&[0xde, 0, 1, 0xa1, b'k']),
+            Level::MapKey => {
+                bytes.push(0x81);
+                closing.push(0xc0);
+            }
+            Level::Set => {
+                depth += 1;
+                bytes.extend_from_slice(b"\x82\xa8__type__\xa3set\xa1_\x91");
+            }
+        }
+    }
+    bytes.extend_from_slice(leaf);
+    bytes.extend(closing.iter().rev());
+    (bytes, depth)
+}
+
+/// How many containers deep a value's encoding nests (a tagged map counts as the map it is).
+fn containers(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(containers).max().unwrap_or(0),
+        Value::Set(items) => 2 + items.iter().map(containers).max().unwrap_or(0),
+        Value::Map(entries) => 1 + entries.iter().map(|(k, v)| containers(k).max(containers(v))).max().unwrap_or(0),
+        Value::DateTime(_)
+        | Value::Date(_)
+        | Value::Time(_)
+        | Value::Decimal(_)
+        | Value::Uuid(_)
+        | Value::Undefined => 1,
+        _ => 0,
+    }
+}
+
+/// `{"type": "t", "body": body}`.
+fn event_with_body(body: &[u8]) -> Vec<u8> {
+    [&b"\x82\xa4type\xa1t\xa4body"[..], body].concat()
+}
+
+/// `{"h": value, "trace_id": "t"}`.
+fn headers_with(value: &[u8]) -> Vec<u8> {
+    [&b"\x82\xa1h"[..], value, b"\xa8trace_id\xa1t"].concat()
+}
+
+fn frames_with(headers: Vec<u8>, body: Vec<u8>) -> [Bytes; 5] {
+    [Bytes::from_static(b"0123456789abcdef0123456789abcdef"), Bytes::from_static(b"REQ"), Bytes::from_static(b"a.b")]
+        .into_iter()
+        .chain([Bytes::from(headers), Bytes::from(body)])
+        .collect::<Vec<_>>()
+        .try_into()
+        .expect("five frames")
+}
+
+/// What every decoder of untrusted bytes gives for `bytes`, nesting `depth` containers deep:
+/// the value where it is at most [`MAX_DEPTH`] deep, `TooDeep` where it is deeper.
+fn check_nesting(bytes: &[u8], depth: usize) -> Result<(), TestCaseError> {
+    let fits = |extra: usize| depth + extra <= MAX_DEPTH;
+    if fits(0) {
+        prop_assert!(codec::validate(bytes).is_ok());
+        let value = Value::from_msgpack(bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(codec::from_msgpack::<Value>(bytes).is_ok_and(|v| v.to_msgpack() == value.to_msgpack()));
+        prop_assert_eq!(containers(&value), depth);
+        let _ = (value.to_string(), value.to_json());
+    } else {
+        prop_assert_eq!(codec::validate(bytes), Err(DecodeError::TooDeep));
+        prop_assert_eq!(Value::from_msgpack(bytes), Err(DecodeError::TooDeep));
+        prop_assert_eq!(codec::from_msgpack::<Value>(bytes), Err(DecodeError::TooDeep));
+    }
+    // In an event's body, a message's body and its headers: one level deeper for the event and
+    // the headers, which are maps.
+    let event = Event::from_msgpack(&event_with_body(bytes));
+    if fits(1) {
+        prop_assert!(event.is_ok(), "{event:?}");
+    } else {
+        prop_assert_eq!(event, Err(FrameError::Msgpack(DecodeError::TooDeep)));
+    }
+    let in_body = Message::from_frames(&frames_with(b"\x80".to_vec(), bytes.to_vec()));
+    prop_assert_eq!(in_body.is_ok(), fits(0), "{:?}", in_body);
+    let headers = headers_with(bytes);
+    prop_assert_eq!(Headers::peek_trace_id(&headers), fits(1).then_some("t"));
+    let in_headers = Message::from_frames(&frames_with(headers, b"\xc0".to_vec()));
+    if fits(1) {
+        prop_assert!(in_headers.is_ok_and(|m| m.headers.trace_id() == Some("t")));
+    } else {
+        prop_assert_eq!(in_headers, Err(FrameError::Msgpack(DecodeError::TooDeep)));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(fuzz_config())]
+
+    /// A valid event decodes as written; damaged, it never panics, and what decodes is valid
+    /// msgpack and an event that encodes and decodes to itself.
+    #[test]
+    fn damaged_events(event in event(), damage in proptest::option::of(damage())) {
+        let bytes = event.to_msgpack();
+        let Some(damage) = damage else {
+            let decoded = Event::from_msgpack(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(decoded.to_msgpack(), bytes);
+            return Ok(());
+        };
+        let bytes = damaged(bytes, &damage);
+        if let Ok(decoded) = Event::from_msgpack(&bytes) {
+            prop_assert!(codec::validate(&bytes).is_ok());
+            let again = Event::from_msgpack(&decoded.to_msgpack()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(again.to_msgpack(), decoded.to_msgpack());
+        }
+    }
+
+    /// A message's frames parse as written; with frames damaged, dropped, duplicated, swapped or
+    /// added, parsing never panics and succeeds exactly when each of the five frames is right,
+    /// giving back those frames.
+    #[test]
+    fn damaged_message_frames(message in message(), damage in proptest::option::of(frame_damage())) {
+        let frames = message.to_frames();
+        let frames = match &damage {
+            Some(damage) => damaged_frames(frames, damage),
+            None => frames,
+        };
+        let parsed = Message::from_frames(&frames);
+        prop_assert_eq!(parsed.is_ok(), is_message(&frames), "{:?}", parsed);
+        if damage.is_none() {
+            prop_assert!(parsed.is_ok());
+        }
+        if let Ok(parsed) = parsed {
+            let again = parsed.to_frames();
+            prop_assert_eq!(&again[..3], &frames[..3]);
+            prop_assert_eq!(&again[4], &frames[4]);
+            let reparsed = Message::from_frames(&again).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(reparsed.to_frames(), again);
+        }
+    }
+
+    /// Values nested in every kind of container, around [`MAX_DEPTH`] and up to twice as deep,
+    /// decode where they fit and are `TooDeep` where they do not, whichever decoder reads them.
+    #[test]
+    fn nesting_is_limited_everywhere(
+        levels in prop_oneof![
+            3 => vec(level(), MAX_DEPTH - 12..MAX_DEPTH + 4),
+            1 => vec(level(), 0..2 * MAX_DEPTH),
+        ],
+        leaf in value(),
+    ) {
+        let (bytes, depth) = nested(&levels, &leaf.to_msgpack(), containers(&leaf));
+        check_nesting(&bytes, depth)?;
+    }
+}
+
+/// Runs `test` on a thread with the stack a tokio worker has (2 MiB), where lymph-rs decodes.
+fn on_a_worker_stack(test: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new().stack_size(2 << 20).spawn(test).expect("a thread").join().expect("no panic");
+}
+
+/// 100,000 nested containers of each kind are refused as too deep, not a stack overflow.
+#[test]
+fn nesting_bombs_are_errors() {
+    on_a_worker_stack(|| {
+        let kinds =
+            [Level::Array, Level::Array16, Level::Array32, Level::MapValue, Level::Map16, Level::MapKey, Level::Set];
+        for kind in kinds {
+            let (bytes, depth) = nested(&vec![kind; 100_000], b"\xc0", 0);
+            check_nesting(&bytes, depth).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        }
+        let mixed: Vec<Level> = kinds.iter().copied().cycle().take(100_000).collect();
+        let (bytes, depth) = nested(&mixed, b"\xc0", 0);
+        check_nesting(&bytes, depth).unwrap_or_else(|e| panic!("mixed: {e}"));
+    });
+}
+
+/// The deepest values allowed decode, print and encode on a worker's stack, by every decoder.
+#[test]
+fn the_deepest_values_allowed_fit_on_a_worker_stack() {
+    on_a_worker_stack(|| {
+        for kind in [Level::Array, Level::Array32, Level::MapValue, Level::MapKey, Level::Set] {
+            let levels = if matches!(kind, Level::Set) { MAX_DEPTH / 2 } else { MAX_DEPTH };
+            let (bytes, depth) = nested(&vec![kind; levels], b"\xc0", 0);
+            assert_eq!(depth, MAX_DEPTH);
+            check_nesting(&bytes, depth).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            let (bytes, depth) = nested(&vec![kind; levels + 1], b"\xc0", 0);
+            check_nesting(&bytes, depth).unwrap_or_else(|e| panic!("{kind:?}, one more: {e}"));
+        }
+    });
+}
+
 /// Near-misses of the formats lymph writes: a valid text with one character replaced or inserted.
 fn near_miss() -> impl Strategy<Value = String> {
     let valid = proptest::sample::select(
@@ -286,6 +623,8 @@ fn near_miss() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    #![proptest_config(fuzz_config())]
+
     #[test]
     fn format_checks_never_panic(text in prop_oneof!["\\PC{0,40}", near_miss()]) {
         let _ = DateTime::new(text.as_str());
@@ -368,6 +707,8 @@ fn order() -> impl Strategy<Value = Order> {
 }
 
 proptest! {
+    #![proptest_config(fuzz_config())]
+
     #[test]
     fn typed_round_trip(order in order()) {
         let bytes = codec::to_msgpack(&order).map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -44,7 +44,10 @@ impl ZmqCodec {
         Self::with_options(&SocketOptions::default())
     }
 
-    pub(crate) fn with_options(options: &SocketOptions) -> Self {
+    /// A decoder for a connection of a socket made with `options` (its read-buffer sizes and
+    /// `max_message_size`). Hidden: public only so that lymph-rs's decoder fuzz can drive it.
+    #[doc(hidden)]
+    pub fn with_options(options: &SocketOptions) -> Self {
         Self {
             state: DecoderState::Greeting,
             waiting_for: 64, // len of the greeting frame
