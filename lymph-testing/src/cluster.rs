@@ -13,7 +13,7 @@ use lymph_core::{Container, ContainerBuilder, Error};
 use crate::World;
 
 /// Which cluster has which fault, for error messages and the docs: the simulator has every one;
-/// real infrastructure ([`Real`](crate::Real)) crashes and restarts instances and servers,
+/// real infrastructure (`Real`) crashes and restarts instances and servers,
 /// partitions, slows and makes lossy the links between instances and an instance's links to the
 /// broker and the registry, and expires sessions; the embedded cluster has none.
 pub const FAULTS: &str = "the simulator has every fault; Real crashes and restarts instances and servers, \

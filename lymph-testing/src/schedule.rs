@@ -150,7 +150,7 @@ impl Schedule {
     /// partitions, latencies and losses are undone after their duration, session expiries once
     /// the session has expired. Run it next to the workload, e.g. with `tokio::join!`. It runs
     /// on any [`Cluster`] with the faults it needs: in the simulator (from within the simulation)
-    /// and on real infrastructure ([`Real`](crate::Real) has crashes, restarts, and partitions
+    /// and on real infrastructure (`Real` has crashes, restarts, and partitions
     /// and latency between an instance and the broker or the registry); a fault the cluster lacks
     /// is noted as failed and the schedule goes on.
     pub async fn run<C: Cluster + ?Sized>(&self, cluster: &C) {

@@ -26,7 +26,7 @@ pub const TEST_HOST: &str = "test";
 /// The port service containers bind in the simulator.
 pub const SERVICE_PORT: u16 = 4000;
 
-/// How long [`World::expire_session`] (and [`Real`](crate::Real)'s) cuts a host off from the registry: the session timeout,
+/// How long [`World::expire_session`] (and `Real`'s) cuts a host off from the registry: the session timeout,
 /// and two of the client's pings for the registry to notice (the last one heard may have come up
 /// to a ping interval before the cut).
 pub const SESSION_EXPIRY: Duration = REGISTRY_SESSION_TIMEOUT.saturating_add(REGISTRY_PING_INTERVAL.saturating_mul(2));

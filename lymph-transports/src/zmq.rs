@@ -118,9 +118,10 @@ impl ZmqConfig {
     /// The most bytes that may wait to be written to one peer (default
     /// [`DEFAULT_MAX_QUEUED_BYTES`], 16 MiB), as ZeroMQ's send high-water mark: a peer that does
     /// not read what it is sent (its TCP window stays shut) holds at most this much of the
-    /// service's memory. A message that would pass it is not sent: the send fails with
-    /// [`Error::NotSent`] and is counted ([`ZmqRpc::dropped`]). A message is always accepted when
-    /// nothing waits for that peer, however large.
+    /// service's memory. A message that would pass it is not sent: the send fails with a
+    /// transport error that [`Error::is_not_sent`] recognises, and is counted
+    /// ([`ZmqRpc::dropped`]). A message is always accepted when nothing waits for that peer,
+    /// however large.
     pub fn with_max_queued_bytes(mut self, bytes: usize) -> Self {
         self.max_queued_bytes = bytes;
         self
