@@ -163,6 +163,8 @@ pub struct ZmqRpc {
     dropped: AtomicU64,
     /// Endpoints reached at another address (see [`ZmqRpc::route`]).
     routes: Mutex<HashMap<String, String>>,
+    /// Incoming connections closed for what they sent.
+    refused: Arc<AtomicU64>,
 }
 
 struct Bound {
@@ -181,7 +183,13 @@ impl fmt::Debug for ZmqRpc {
 impl ZmqRpc {
     /// A transport that binds as `config` says.
     pub fn new(config: ZmqConfig) -> Self {
-        Self { config, state: Arc::new(Mutex::new(None)), dropped: AtomicU64::new(0), routes: Mutex::default() }
+        Self {
+            config,
+            state: Arc::new(Mutex::new(None)),
+            dropped: AtomicU64::new(0),
+            routes: Mutex::default(),
+            refused: Arc::default(),
+        }
     }
 
     /// Connects to the peer `endpoint` at `address` (`tcp://host:port`) instead: messages are
@@ -197,6 +205,13 @@ impl ZmqRpc {
     /// [`max_queued_bytes`](ZmqConfig::with_max_queued_bytes) waiting already.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// How many incoming connections were closed for what they sent: a frame over
+    /// [`max_message_size`](ZmqConfig::with_max_message_size), framing that is not ZMTP. Each is
+    /// also a warning in the log.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// The bytes waiting to be written to the peer at `endpoint` now.
@@ -275,35 +290,62 @@ async fn bind_router(config: &ZmqConfig) -> Result<(String, RouterSocket)> {
 
 /// The messages arriving at the bound socket, read by the container's receiving task itself.
 ///
-/// Frames whose sender identity is not UTF-8 are logged and skipped; the stream ends when the
-/// socket fails or the transport closes.
-fn receive(socket: RouterSocket, closed: Latch) -> impl futures::Stream<Item = Incoming> + Send {
-    futures::stream::unfold((socket, closed), |(mut socket, closed)| async move {
-        loop {
-            let message = tokio::select! {
-                biased;
-                () = closed.wait() => return None,
-                message = socket.recv() => message,
-            };
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(target: TARGET, %error, "the RPC socket stopped receiving");
-                    return None;
+/// Frames whose sender identity is not UTF-8 are logged and skipped; a connection the socket
+/// drops for what it sent (a frame over the size limit, bad framing) is logged and counted in
+/// `refused`; the stream ends when the socket fails or the transport closes.
+fn receive(
+    mut socket: RouterSocket,
+    closed: Latch,
+    refused: Arc<AtomicU64>,
+) -> impl futures::Stream<Item = Incoming> + Send {
+    let monitor = socket.monitor();
+    futures::stream::unfold(
+        (socket, closed, Some(monitor), refused),
+        |(mut socket, closed, mut monitor, refused)| async move {
+            loop {
+                let event = async {
+                    match monitor.as_mut() {
+                        Some(events) => events.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let message = tokio::select! {
+                    biased;
+                    () = closed.wait() => return None,
+                    event = event => {
+                        match event {
+                            Some(SocketEvent::ReceiveFailed(peer, reason)) => {
+                                let refused_so_far = refused.fetch_add(1, Ordering::Relaxed) + 1;
+                                let peer = String::from_utf8_lossy(&Bytes::from(peer)).into_owned();
+                                tracing::warn!(target: TARGET, peer, reason, refused = refused_so_far, "closed a connection for what it sent");
+                            }
+                            Some(_) => {}
+                            None => monitor = None,
+                        }
+                        continue;
+                    }
+                    message = socket.recv() => message,
+                };
+                let message = match message {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::warn!(target: TARGET, %error, "the RPC socket stopped receiving");
+                        return None;
+                    }
+                };
+                let mut frames = message.into_vec();
+                if frames.is_empty() {
+                    continue;
                 }
-            };
-            let mut frames = message.into_vec();
-            if frames.is_empty() {
-                continue;
+                let identity = frames.remove(0);
+                let Ok(source) = String::from_utf8(identity.to_vec()) else {
+                    tracing::warn!(target: TARGET, identity = ?identity, "bad message format: the sender's identity is not UTF-8");
+                    continue;
+                };
+                return Some((Incoming { source, frames }, (socket, closed, monitor, refused)));
             }
-            let identity = frames.remove(0);
-            let Ok(source) = String::from_utf8(identity.to_vec()) else {
-                tracing::warn!(target: TARGET, identity = ?identity, "bad message format: the sender's identity is not UTF-8");
-                continue;
-            };
-            return Some((Incoming { source, frames }, (socket, closed)));
-        }
-    })
+        },
+    )
 }
 
 impl RpcTransport for ZmqRpc {
@@ -314,7 +356,7 @@ impl RpcTransport for ZmqRpc {
             }
             let (endpoint, socket) = bind_router(&self.config).await?;
             let closed = Latch::new();
-            let inbox = Inbox::from_stream(receive(socket, closed.clone()));
+            let inbox = Inbox::from_stream(receive(socket, closed.clone(), self.refused.clone()));
             tracing::debug!(target: TARGET, endpoint, "bound");
             let mut state = self.lock();
             if let Some(bound) = state.as_ref() {

@@ -282,6 +282,9 @@ async fn a_frame_declaring_a_terabyte_closes_only_its_connection() {
         assert!(send_raw(&endpoint, &after).await, "the connection was not closed ({len}, {command})");
     }
     still_serves(&peer, &endpoint, &mut inbox).await;
+    // Those closed after the handshake are counted and logged (one before it fails the
+    // handshake, which the socket reports on its own).
+    assert!(a.refused_connections() >= 3, "{} connections counted as refused", a.refused_connections());
 }
 
 #[tokio::test]

@@ -342,6 +342,9 @@ pub enum SocketEvent {
     Closed,
     CloseFailed,
     Disconnected(PeerIdentity),
+    /// A connection sent what could not be decoded (a frame over `max_message_size`, bad
+    /// framing) and was dropped; the reason, then a `Disconnected` event.
+    ReceiveFailed(PeerIdentity, String),
 }
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
