@@ -42,7 +42,7 @@ pub use monitoring::MetricsPublisher;
 #[cfg(feature = "zmq")]
 pub use zmq::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_PEER_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES,
-    ZmqConfig, ZmqRpc,
+    DEFAULT_MAX_QUEUED_BYTES_TOTAL, ZmqConfig, ZmqRpc,
 };
 #[cfg(feature = "zookeeper")]
 pub use zookeeper::{ZkConfig, ZkRegistry, quiet_caught_watch_panics};

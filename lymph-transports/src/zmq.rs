@@ -36,6 +36,10 @@ const BIND_ATTEMPTS: usize = 20;
 /// How long a peer that connects may take to complete the ZMTP handshake before its connection
 /// is closed, by default: 30 s, libzmq's `ZMQ_HANDSHAKE_IVL`.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many messages the socket holds for one peer before a send waits (the socket's own
+/// queue, `ZMQ_SNDHWM` in libzmq); what waits beyond it is counted against
+/// [`ZmqConfig::with_max_queued_bytes`].
+const SEND_QUEUE_MESSAGES: usize = 64;
 /// The tracing target of this transport.
 const TARGET: &str = "lymph::zmq";
 pub use lymph_core::rpc::DEFAULT_MAX_MESSAGE_SIZE;
@@ -45,6 +49,8 @@ pub use lymph_core::rpc::DEFAULT_MAX_MESSAGE_SIZE;
 pub const DEFAULT_IDLE_PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default bound on the bytes waiting to be written to one peer: 16 MiB.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+/// The default bound on the bytes waiting to be written to all peers together: 256 MiB.
+pub const DEFAULT_MAX_QUEUED_BYTES_TOTAL: usize = 256 * 1024 * 1024;
 
 /// Where and how a [`ZmqRpc`] binds and connects.
 #[derive(Debug, Clone)]
@@ -55,6 +61,7 @@ pub struct ZmqConfig {
     retry_after: Duration,
     max_message_size: usize,
     max_queued_bytes: usize,
+    max_queued_bytes_total: usize,
     idle_peer_timeout: Duration,
     handshake_timeout: Duration,
 }
@@ -68,6 +75,7 @@ impl Default for ZmqConfig {
             retry_after: Duration::from_millis(500),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_queued_bytes_total: DEFAULT_MAX_QUEUED_BYTES_TOTAL,
             idle_peer_timeout: DEFAULT_IDLE_PEER_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
@@ -127,6 +135,15 @@ impl ZmqConfig {
         self
     }
 
+    /// The most bytes that may wait to be written to all peers together (default
+    /// [`DEFAULT_MAX_QUEUED_BYTES_TOTAL`], 256 MiB), so many peers that do not read hold no more
+    /// than this between them. Past it a message is not sent, as past
+    /// [`with_max_queued_bytes`](Self::with_max_queued_bytes), unless nothing waits at all.
+    pub fn with_max_queued_bytes_total(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes_total = bytes;
+        self
+    }
+
     /// How long an outgoing connection may go unused before it is closed (default
     /// [`DEFAULT_IDLE_PEER_TIMEOUT`], 60 s), so callers that have gone cost nothing for long.
     /// A later send to that peer connects again.
@@ -165,6 +182,8 @@ pub struct ZmqRpc {
     routes: Mutex<HashMap<String, String>>,
     /// Incoming connections closed for what they sent.
     refused: Arc<AtomicU64>,
+    /// The bytes of the sends in progress to every peer.
+    queued_total: AtomicUsize,
 }
 
 struct Bound {
@@ -189,6 +208,7 @@ impl ZmqRpc {
             dropped: AtomicU64::new(0),
             routes: Mutex::default(),
             refused: Arc::default(),
+            queued_total: AtomicUsize::new(0),
         }
     }
 
@@ -266,7 +286,8 @@ fn socket_options(identity: &str, config: &ZmqConfig) -> Result<SocketOptions> {
         .peer_identity(identity)
         .connect_timeout(config.connect_timeout)
         .max_message_size(config.max_message_size)
-        .handshake_timeout(config.handshake_timeout);
+        .handshake_timeout(config.handshake_timeout)
+        .send_queue_capacity(SEND_QUEUE_MESSAGES);
     Ok(options)
 }
 
@@ -373,16 +394,21 @@ impl RpcTransport for ZmqRpc {
         Box::pin(async move {
             let peer = self.peer(endpoint)?;
             let size: usize = frames.iter().map(Bytes::len).sum();
-            let Some(_queued) = peer.queue(size, self.config.max_queued_bytes) else {
+            let queued = peer.queue(size, self.config.max_queued_bytes).and_then(|queued| {
+                queue_on(&self.queued_total, size, self.config.max_queued_bytes_total).map(|total| (queued, total))
+            });
+            let Some(_queued) = queued else {
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 let waiting = peer.queued.load(Ordering::Relaxed);
                 // The first drop of a run is a warning; the rest are counted.
                 if !peer.stalled.swap(true, Ordering::Relaxed) {
                     tracing::warn!(target: TARGET, peer = endpoint, waiting, dropped, "the peer does not read what it is sent; messages to it are dropped");
                 }
+                let total = self.queued_total.load(Ordering::Relaxed);
                 return Err(Error::not_sent(format!(
-                    "not sent to {endpoint}: {waiting} bytes wait to be written to it already (the limit is {})",
-                    self.config.max_queued_bytes
+                    "not sent to {endpoint}: {waiting} bytes wait to be written to it and {total} to all peers (the \
+                     limits are {} and {})",
+                    self.config.max_queued_bytes, self.config.max_queued_bytes_total
                 )));
             };
             peer.send(&self.config, frames).await
@@ -464,6 +490,40 @@ struct Peer {
     last_used: Mutex<Instant>,
 }
 
+/// Counts `size` more bytes on `counter`, unless that would pass `limit` while something is
+/// counted already; false when it would.
+fn reserve(counter: &AtomicUsize, size: usize, limit: usize) -> bool {
+    let mut waiting = counter.load(Ordering::Relaxed);
+    loop {
+        if waiting > 0 && waiting.saturating_add(size) > limit {
+            return false;
+        }
+        match counter.compare_exchange_weak(waiting, waiting + size, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(now) => waiting = now,
+        }
+    }
+}
+
+/// Counts `size` more bytes on `counter` as [`reserve`] does; the share is given back when the
+/// returned guard drops.
+fn queue_on(counter: &AtomicUsize, size: usize, limit: usize) -> Option<Share<'_>> {
+    // Built only once reserved: its drop gives the bytes back.
+    if reserve(counter, size, limit) { Some(Share { counter, size }) } else { None }
+}
+
+/// A send's share of all peers' queued bytes.
+struct Share<'a> {
+    counter: &'a AtomicUsize,
+    size: usize,
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.size, Ordering::Relaxed);
+    }
+}
+
 /// A send's share of its peer's queued bytes, given back when the send ends or is cancelled.
 struct Queued<'a> {
     peer: &'a Peer,
@@ -531,16 +591,8 @@ impl Peer {
     /// Counts `size` more bytes waiting for this peer, unless that would pass `limit` while
     /// something waits already.
     fn queue(&self, size: usize, limit: usize) -> Option<Queued<'_>> {
-        let mut waiting = self.queued.load(Ordering::Relaxed);
-        loop {
-            if waiting > 0 && waiting.saturating_add(size) > limit {
-                return None;
-            }
-            match self.queued.compare_exchange_weak(waiting, waiting + size, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return Some(Queued { peer: self, size }),
-                Err(now) => waiting = now,
-            }
-        }
+        // Built only once reserved: its drop gives the bytes back.
+        if reserve(&self.queued, size, limit) { Some(Queued { peer: self, size }) } else { None }
     }
 
     async fn close(&self) {

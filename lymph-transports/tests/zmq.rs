@@ -403,11 +403,13 @@ async fn a_peer_that_never_reads_holds_at_most_the_queue_bound() {
     const MESSAGES: usize = 600;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let deaf = format!("tcp://{}", listener.local_addr().unwrap());
+    let identity = deaf.clone();
     let (accepted, held) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         let mut reply = greeting();
-        reply.extend(ready("deaf"));
+        // The identity a lymph peer announces: its endpoint, which messages are addressed to.
+        reply.extend(ready(&identity));
         stream.write_all(&reply).await.unwrap();
         // Kept open, never read.
         let _ = accepted.send(stream);
@@ -430,7 +432,8 @@ async fn a_peer_that_never_reads_holds_at_most_the_queue_bound() {
     while let Some(outcome) = sends.join_next().await {
         match outcome.unwrap() {
             Ok(Err(error)) if error.is_not_sent() => refused += 1,
-            Ok(_) => {}
+            Ok(Err(error)) => panic!("a send failed otherwise: {error}"),
+            Ok(Ok(())) => {}
             Err(_) => waiting += 1,
         }
     }
@@ -507,4 +510,60 @@ async fn a_connection_that_never_completes_the_handshake_is_closed() {
     let peer = ZmqRpc::default();
     peer.bind().await.unwrap();
     still_serves(&peer, &endpoint, &mut inbox).await;
+}
+
+#[tokio::test]
+async fn peers_that_never_read_hold_at_most_the_total_bound_between_them() {
+    // Three peers that never read, each under its own bound, all three over the total one.
+    use tokio::io::AsyncWriteExt;
+    const MESSAGE: usize = 64 << 10;
+    let rpc = std::sync::Arc::new(ZmqRpc::new(
+        ZmqConfig::new().with_max_queued_bytes(usize::MAX).with_max_queued_bytes_total(1 << 20),
+    ));
+    rpc.bind().await.unwrap();
+    let mut streams = Vec::new();
+    let mut deaf = Vec::new();
+    for _ in 0..3 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let identity = format!("tcp://{}", listener.local_addr().unwrap());
+        deaf.push(identity.clone());
+        let (accepted, held) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut reply = greeting();
+            reply.extend(ready(&identity));
+            stream.write_all(&reply).await.unwrap();
+            let _ = accepted.send(stream);
+        });
+        streams.push(held);
+    }
+    let body = Bytes::from(vec![b'x'; MESSAGE]);
+    let mut sends = tokio::task::JoinSet::new();
+    for id in 0..1500 {
+        let (rpc, to, body) = (rpc.clone(), deaf[id % 3].clone(), body.clone());
+        sends.spawn(async move {
+            let frames =
+                vec![Bytes::from(id.to_string()), Bytes::from_static(b"REP"), Bytes::new(), Bytes::new(), body];
+            timeout(Duration::from_secs(2), rpc.send(&to, frames)).await
+        });
+    }
+    let mut held = Vec::new();
+    for stream in streams {
+        held.push(stream.await.unwrap());
+    }
+    let (mut refused, mut waiting) = (0, 0);
+    while let Some(outcome) = sends.join_next().await {
+        match outcome.unwrap() {
+            Ok(Err(error)) if error.is_not_sent() => refused += 1,
+            Ok(Err(error)) => panic!("a send failed otherwise: {error}"),
+            Ok(Ok(())) => {}
+            Err(_) => waiting += 1,
+        }
+    }
+    // The kernel's buffers take what they can of each peer's messages; of the rest, at most
+    // 1 MiB in all waited in the service, and the others were refused.
+    assert!(waiting * MESSAGE <= (1 << 20) + MESSAGE, "{waiting} sends of {MESSAGE} bytes waited");
+    assert!(refused > 0, "no send was refused");
+    assert_eq!(usize::try_from(rpc.dropped()).unwrap(), refused);
+    drop(held);
 }

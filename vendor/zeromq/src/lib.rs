@@ -362,6 +362,7 @@ pub struct SocketOptions {
     // lymph-rs: the most a message being received may take before its connection is closed.
     pub(crate) max_message_size: Option<usize>,
     pub(crate) handshake_timeout: Option<Duration>,
+    pub(crate) send_queue_capacity: Option<usize>,
 }
 
 impl Default for SocketOptions {
@@ -374,6 +375,7 @@ impl Default for SocketOptions {
             read_buffer_short_reads: 2,
             max_message_size: None,
             handshake_timeout: None,
+            send_queue_capacity: None,
         }
     }
 }
@@ -443,6 +445,14 @@ impl SocketOptions {
 
     pub fn peer_identity(&mut self, peer_id: PeerIdentity) -> &mut Self {
         self.peer_id = Some(peer_id);
+        self
+    }
+
+    /// How many messages may wait to be written to one peer of a multi-peer socket (ROUTER and
+    /// the like) before a send waits for room, as libzmq's `ZMQ_SNDHWM` (1000 there). 100,000
+    /// unless set.
+    pub fn send_queue_capacity(&mut self, messages: usize) -> &mut Self {
+        self.send_queue_capacity = Some(messages.max(1));
         self
     }
 
