@@ -186,6 +186,98 @@ pub fn selected(name: &str) -> bool {
     std::env::var(CHECK_VAR).map_or(true, |wanted| name.contains(wanted.trim()))
 }
 
+/// Runs every selected check of `checks` on a fresh harness from `make` each, on a
+/// current-thread runtime with a paused clock: the runner of the in-process backends.
+pub(crate) fn run_paused<H: ?Sized + Faults>(backend: &str, checks: &[Check<H>], make: impl Fn() -> Box<H>) -> Report {
+    let mut report = Report::new(backend);
+    for check in checks.iter().filter(|check| selected(check.name)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
+        let runtime = runtime.expect("a current-thread runtime");
+        let harness = make();
+        report.push(check.name, runtime.block_on(check.run_on(&*harness)));
+    }
+    report
+}
+
+/// Runs every selected check of `checks` in simulated worlds of its own, one per seed of
+/// `runner` (its seed count, or `LYMPH_TEST_NUM`, `LYMPH_TEST_SEED`, `LYMPH_TEST_BASE_SEED`, as
+/// for any simulated test), on the harness `make` builds in each world. A failed seed prints its
+/// replay line and timeline file, and fails the check.
+pub(crate) fn run_simulated<H: ?Sized + Faults + 'static>(
+    backend: &str,
+    checks: &'static [Check<H>],
+    make: fn(crate::World) -> Box<H>,
+    runner: impl Fn(&'static str) -> crate::Runner,
+) -> Report {
+    let mut report = Report::new(backend);
+    for check in checks.iter().filter(|check| selected(check.name)) {
+        let body = move |world: crate::World| async move {
+            match check.run_on(&*make(world)).await {
+                Verdict::Failed(why) => Err(why),
+                Verdict::Passed | Verdict::NotApplicable(_) => Ok(()),
+            }
+        };
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(check.name).run(body)));
+        let verdict = match ran {
+            Ok(()) => Verdict::Passed,
+            Err(panic) => Verdict::Failed(panic_message(&panic)),
+        };
+        report.push(check.name, verdict);
+    }
+    report
+}
+
+/// Runs every selected check of `checks` against real servers, each on a fresh harness from
+/// `make` (a namespace of its own): those that need no server restart all at once, then the
+/// others one by one, since a restart disturbs every user of the server.
+#[cfg(feature = "real-infra")]
+pub(crate) fn run_real<H: ?Sized + Faults + 'static>(
+    backend: &str,
+    checks: &'static [Check<H>],
+    make: impl Fn() -> Result<Box<H>, lymph_core::Error>,
+) -> Report {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+    let runtime = runtime.expect("a tokio runtime");
+    let mut report = Report::new(backend);
+    let (restarts, others): (Vec<&Check<H>>, Vec<&Check<H>>) = checks
+        .iter()
+        .filter(|check| selected(check.name))
+        .partition(|check| check.needs.contains(&Fault::RestartServer));
+    let run_one = |check: &'static Check<H>| {
+        let harness = make();
+        async move {
+            match harness {
+                Ok(harness) => check.run_on(&*harness).await,
+                Err(error) => Verdict::Failed(format!("a namespace on the server: {error}")),
+            }
+        }
+    };
+    runtime.block_on(async {
+        let local = tokio::task::LocalSet::new();
+        let verdicts = local.run_until(futures::future::join_all(others.iter().map(|check| run_one(check)))).await;
+        for (check, verdict) in others.iter().zip(verdicts) {
+            report.push(check.name, verdict);
+        }
+        for check in restarts {
+            report.push(check.name, local.run_until(run_one(check)).await);
+        }
+    });
+    report
+}
+
+/// A [`Check`] of the harness type `H` in scope, running the `async fn` of the same name.
+macro_rules! check {
+    ($name:ident, $pins:expr, [$($fault:ident),*]) => {
+        $crate::contract::Check {
+            name: stringify!($name),
+            pins: $pins,
+            needs: &[$($crate::contract::Fault::$fault),*],
+            run: |h: &H| -> $crate::contract::CheckFuture<'_> { Box::pin($name(h)) },
+        }
+    };
+}
+pub(crate) use check;
+
 /// The message of a caught panic.
 pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic

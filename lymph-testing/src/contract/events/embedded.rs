@@ -9,7 +9,7 @@ use lymph_core::Error;
 use lymph_core::memory::MemoryEvents;
 
 use super::{Client, EventsHarness, checks};
-use crate::contract::{Fault, Faults, Report, selected};
+use crate::contract::{Fault, Faults, Report};
 
 const NO_BROKER: &str = "the in-process event system is queues in the process: it has no connections or server";
 
@@ -48,11 +48,7 @@ impl EventsHarness for EmbeddedEvents {
 
 /// Runs every check on a fresh in-process event system each, on a paused clock.
 pub fn run() -> Report {
-    let mut report = Report::new("embedded (MemoryEvents)");
-    for check in checks().iter().filter(|check| selected(check.name)) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
-        let runtime = runtime.expect("a current-thread runtime");
-        report.push(check.name, runtime.block_on(check.run_on(&EmbeddedEvents::default())));
-    }
-    report
+    crate::contract::run_paused("embedded (MemoryEvents)", checks(), || -> Box<dyn EventsHarness> {
+        Box::new(EmbeddedEvents::default())
+    })
 }

@@ -20,7 +20,7 @@ use futures::future::LocalBoxFuture;
 use lymph_core::event::{Deliveries, Delivery, EventSystem, MAX_NAME_LEN, Subscription};
 use lymph_core::{Error, Event, Value};
 
-use super::{Check, CheckFuture, Fault, Faults, ensure};
+use super::{Check, Faults, check, ensure};
 
 pub mod embedded;
 #[cfg(feature = "real-infra")]
@@ -68,17 +68,6 @@ type H = dyn EventsHarness;
 /// Every check of the events contract.
 pub fn checks() -> &'static [Check<H>] {
     CHECKS
-}
-
-macro_rules! check {
-    ($name:ident, $pins:expr, [$($fault:ident),*]) => {
-        Check {
-            name: stringify!($name),
-            pins: $pins,
-            needs: &[$(Fault::$fault),*],
-            run: |h: &H| -> CheckFuture<'_> { Box::pin($name(h)) },
-        }
-    };
 }
 
 const CHECKS: &[Check<H>] = &[

@@ -10,7 +10,7 @@ use lymph_core::Error;
 use lymph_transports::{AmqpConfig, AmqpEvents};
 
 use super::{Client, EventsHarness, checks};
-use crate::contract::{Fault, Faults, Report, selected};
+use crate::contract::{Fault, Faults, Report};
 use crate::real::{FaultProxy, infra};
 
 /// Clients of the RabbitMQ at `LYMPH_TEST_AMQP` (default `amqp://guest:guest@127.0.0.1:5672`),
@@ -97,28 +97,7 @@ impl EventsHarness for RealEvents {
 /// checks that need no server restart all at once, then the others one by one (a restart
 /// disturbs every user of the server).
 pub fn run() -> Report {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
-    let runtime = runtime.expect("a tokio runtime");
-    let mut report = Report::new("real (RabbitMQ)");
-    let (restarts, others): (Vec<_>, Vec<_>) = checks()
-        .iter()
-        .filter(|check| selected(check.name))
-        .partition(|check| check.needs.contains(&Fault::RestartServer));
-    let run_one = |check: &'static crate::contract::Check<dyn EventsHarness>| async move {
-        match RealEvents::new() {
-            Ok(harness) => check.run_on(&harness).await,
-            Err(error) => crate::contract::Verdict::Failed(format!("a virtual host: {error}")),
-        }
-    };
-    runtime.block_on(async {
-        let local = tokio::task::LocalSet::new();
-        let verdicts = local.run_until(futures::future::join_all(others.iter().map(|check| run_one(check)))).await;
-        for (check, verdict) in others.iter().zip(verdicts) {
-            report.push(check.name, verdict);
-        }
-        for check in restarts {
-            report.push(check.name, local.run_until(run_one(check)).await);
-        }
-    });
-    report
+    crate::contract::run_real("real (RabbitMQ)", checks(), || -> Result<Box<dyn EventsHarness>, Error> {
+        Ok(Box::new(RealEvents::new()?))
+    })
 }

@@ -8,7 +8,7 @@ use futures::future::LocalBoxFuture;
 use lymph_core::Error;
 
 use super::{Client, EventsHarness, checks};
-use crate::contract::{Fault, Faults, Report, Verdict, selected};
+use crate::contract::{Fault, Faults, Report};
 use crate::sim::SimEvents;
 use crate::world::broker_addr;
 use crate::{BROKER_HOST, Runner, World};
@@ -71,20 +71,6 @@ impl EventsHarness for SimulatedEvents {
 /// `LYMPH_TEST_NUM`, `LYMPH_TEST_SEED`, `LYMPH_TEST_BASE_SEED`, as for any simulated test). A
 /// failed seed prints its replay line and timeline file, and fails the check.
 pub fn run(runner: impl Fn(&'static str) -> Runner) -> Report {
-    let mut report = Report::new("simulated (SimEvents)");
-    for check in checks().iter().filter(|check| selected(check.name)) {
-        let body = move |world: World| async move {
-            match check.run_on(&SimulatedEvents::new(world)).await {
-                Verdict::Failed(why) => Err(why),
-                Verdict::Passed | Verdict::NotApplicable(_) => Ok(()),
-            }
-        };
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(check.name).run(body)));
-        let verdict = match ran {
-            Ok(()) => Verdict::Passed,
-            Err(panic) => Verdict::Failed(crate::contract::panic_message(&panic)),
-        };
-        report.push(check.name, verdict);
-    }
-    report
+    let make = |world| -> Box<dyn EventsHarness> { Box::new(SimulatedEvents::new(world)) };
+    crate::contract::run_simulated("simulated (SimEvents)", checks(), make, runner)
 }

@@ -9,7 +9,7 @@ use lymph_core::Error;
 use lymph_core::memory::MemoryRegistry;
 
 use super::{Client, RegistryHarness, checks};
-use crate::contract::{Fault, Faults, Report, selected};
+use crate::contract::{Fault, Faults, Report};
 
 const NO_SESSIONS: &str = "the in-process registry is a map in the process: it has no connections, sessions or server";
 
@@ -60,11 +60,7 @@ impl RegistryHarness for EmbeddedRegistries {
 
 /// Runs every check on a fresh in-process registry each, on a paused clock.
 pub fn run() -> Report {
-    let mut report = Report::new("embedded (MemoryRegistry)");
-    for check in checks().iter().filter(|check| selected(check.name)) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
-        let runtime = runtime.expect("a current-thread runtime");
-        report.push(check.name, runtime.block_on(check.run_on(&EmbeddedRegistries::default())));
-    }
-    report
+    crate::contract::run_paused("embedded (MemoryRegistry)", checks(), || -> Box<dyn RegistryHarness> {
+        Box::new(EmbeddedRegistries::default())
+    })
 }

@@ -17,7 +17,7 @@ use futures::future::LocalBoxFuture;
 use lymph_core::Error;
 use lymph_core::registry::{InstanceWatch, Registry, ServiceInstance, WebInstance};
 
-use super::{Check, CheckFuture, Fault, Faults, ensure};
+use super::{Check, Faults, check, ensure};
 use crate::wait::{eventually, for_a_while};
 
 pub mod embedded;
@@ -76,17 +76,6 @@ type H = dyn RegistryHarness;
 /// Every check of the registry contract.
 pub fn checks() -> &'static [Check<H>] {
     CHECKS
-}
-
-macro_rules! check {
-    ($name:ident, $pins:expr, [$($fault:ident),*]) => {
-        Check {
-            name: stringify!($name),
-            pins: $pins,
-            needs: &[$(Fault::$fault),*],
-            run: |h: &H| -> CheckFuture<'_> { Box::pin($name(h)) },
-        }
-    };
 }
 
 const CHECKS: &[Check<H>] = &[

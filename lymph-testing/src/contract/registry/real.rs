@@ -10,7 +10,7 @@ use lymph_core::Error;
 use lymph_transports::{ZkConfig, ZkRegistry};
 
 use super::{Client, RegistryHarness, checks};
-use crate::contract::{Fault, Faults, Report, Verdict, selected};
+use crate::contract::{Fault, Faults, Report};
 use crate::real::{FaultProxy, infra};
 
 /// The session timeout lymph-rs asks ZooKeeper for by default (`ZkConfig`).
@@ -112,27 +112,7 @@ impl RegistryHarness for RealRegistries {
 /// checks that need no server restart all at once, then the others one by one (a restart
 /// disturbs every user of the server).
 pub fn run() -> Report {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
-    let runtime = runtime.expect("a tokio runtime");
-    let mut report = Report::new("real (ZooKeeper)");
-    let (restarts, others): (Vec<_>, Vec<_>) = checks()
-        .iter()
-        .filter(|check| selected(check.name))
-        .partition(|check| check.needs.contains(&Fault::RestartServer));
-    runtime.block_on(async {
-        let local = tokio::task::LocalSet::new();
-        let verdicts: Vec<Verdict> = local
-            .run_until(futures::future::join_all(others.iter().map(|check| async move {
-                let harness = RealRegistries::new();
-                check.run_on(&harness).await
-            })))
-            .await;
-        for (check, verdict) in others.iter().zip(verdicts) {
-            report.push(check.name, verdict);
-        }
-        for check in restarts {
-            report.push(check.name, check.run_on(&RealRegistries::new()).await);
-        }
-    });
-    report
+    crate::contract::run_real("real (ZooKeeper)", checks(), || -> Result<Box<dyn RegistryHarness>, Error> {
+        Ok(Box::new(RealRegistries::new()))
+    })
 }

@@ -8,7 +8,7 @@ use futures::future::LocalBoxFuture;
 use lymph_core::Error;
 
 use super::{Client, RegistryHarness, checks};
-use crate::contract::{Fault, Faults, Report, Verdict, selected};
+use crate::contract::{Fault, Faults, Report};
 use crate::sim::{REGISTRY_SESSION_TIMEOUT, SimRegistry};
 use crate::world::registry_addr;
 use crate::{REGISTRY_HOST, Runner, World};
@@ -87,20 +87,6 @@ impl RegistryHarness for SimulatedRegistries {
 /// `LYMPH_TEST_NUM`, `LYMPH_TEST_SEED`, `LYMPH_TEST_BASE_SEED`, as for any simulated test). A
 /// failed seed prints its replay line and timeline file, and fails the check.
 pub fn run(runner: impl Fn(&'static str) -> Runner) -> Report {
-    let mut report = Report::new("simulated (SimRegistry)");
-    for check in checks().iter().filter(|check| selected(check.name)) {
-        let body = move |world: World| async move {
-            match check.run_on(&SimulatedRegistries::new(world)).await {
-                Verdict::Failed(why) => Err(why),
-                Verdict::Passed | Verdict::NotApplicable(_) => Ok(()),
-            }
-        };
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(check.name).run(body)));
-        let verdict = match ran {
-            Ok(()) => Verdict::Passed,
-            Err(panic) => Verdict::Failed(crate::contract::panic_message(&panic)),
-        };
-        report.push(check.name, verdict);
-    }
-    report
+    let make = |world| -> Box<dyn RegistryHarness> { Box::new(SimulatedRegistries::new(world)) };
+    crate::contract::run_simulated("simulated (SimRegistry)", checks(), make, runner)
 }

@@ -10,7 +10,7 @@ use lymph_core::memory::{MemoryNetwork, MemoryRpc};
 use lymph_core::rpc::{Frames, RpcTransport};
 
 use super::{Peer, RpcHarness, checks};
-use crate::contract::{Fault, Faults, Report, selected};
+use crate::contract::{Fault, Faults, Report};
 
 const NO_NETWORK: &str =
     "the in-process transport hands frames from one inbox to another: it has no links or processes";
@@ -72,11 +72,7 @@ impl RpcHarness for EmbeddedRpc {
 
 /// Runs every check on a fresh in-process network each, on a paused clock.
 pub fn run() -> Report {
-    let mut report = Report::new("embedded (MemoryRpc)");
-    for check in checks().iter().filter(|check| selected(check.name)) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build();
-        let runtime = runtime.expect("a current-thread runtime");
-        report.push(check.name, runtime.block_on(check.run_on(&EmbeddedRpc::default())));
-    }
-    report
+    crate::contract::run_paused("embedded (MemoryRpc)", checks(), || -> Box<dyn RpcHarness> {
+        Box::new(EmbeddedRpc::default())
+    })
 }

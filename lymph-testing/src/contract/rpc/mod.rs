@@ -20,7 +20,7 @@ use futures::future::LocalBoxFuture;
 use lymph_core::Error;
 use lymph_core::rpc::{Frames, Incoming};
 
-use super::{Check, CheckFuture, Fault, Faults, ensure};
+use super::{Check, Faults, check, ensure};
 
 pub mod embedded;
 #[cfg(feature = "real-infra")]
@@ -66,17 +66,6 @@ type H = dyn RpcHarness;
 /// Every check of the RPC contract.
 pub fn checks() -> &'static [Check<H>] {
     CHECKS
-}
-
-macro_rules! check {
-    ($name:ident, $pins:expr, [$($fault:ident),*]) => {
-        Check {
-            name: stringify!($name),
-            pins: $pins,
-            needs: &[$(Fault::$fault),*],
-            run: |h: &H| -> CheckFuture<'_> { Box::pin($name(h)) },
-        }
-    };
 }
 
 const CHECKS: &[Check<H>] = &[

@@ -12,7 +12,7 @@ use lymph_core::rpc::{Frames, RpcTransport};
 use lymph_transports::ZmqRpc;
 
 use super::{Peer, RpcHarness, checks};
-use crate::contract::{Fault, Faults, Report, Verdict, selected};
+use crate::contract::{Fault, Faults, Report};
 use crate::real::FaultProxy;
 
 /// Peers on loopback; `from` reaches `to` through the proxy of the pair `(from, to)`, made on
@@ -119,20 +119,7 @@ impl RpcHarness for RealRpc {
 
 /// Runs every check on loopback, each with peers of its own, all at once.
 pub fn run() -> Report {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
-    let runtime = runtime.expect("a tokio runtime");
-    let mut report = Report::new("real (ZmqRpc)");
-    let selected: Vec<_> = checks().iter().filter(|check| selected(check.name)).collect();
-    runtime.block_on(async {
-        let local = tokio::task::LocalSet::new();
-        let verdicts: Vec<Verdict> = local
-            .run_until(futures::future::join_all(
-                selected.iter().map(|check| async move { check.run_on(&RealRpc::default()).await }),
-            ))
-            .await;
-        for (check, verdict) in selected.iter().zip(verdicts) {
-            report.push(check.name, verdict);
-        }
-    });
-    report
+    crate::contract::run_real("real (ZmqRpc)", checks(), || -> Result<Box<dyn RpcHarness>, Error> {
+        Ok(Box::new(RealRpc::default()))
+    })
 }

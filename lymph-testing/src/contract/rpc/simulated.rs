@@ -10,7 +10,7 @@ use lymph_core::rpc::{Frames, RpcTransport};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Peer, RpcHarness, checks};
-use crate::contract::{Fault, Faults, Report, Verdict, selected};
+use crate::contract::{Fault, Faults, Report};
 use crate::sim::SimRpc;
 use crate::{REGISTRY_HOST, Runner, SERVICE_PORT, World};
 
@@ -136,20 +136,6 @@ impl RpcHarness for SimulatedRpc {
 /// `LYMPH_TEST_NUM`, `LYMPH_TEST_SEED`, `LYMPH_TEST_BASE_SEED`, as for any simulated test). A
 /// failed seed prints its replay line and timeline file, and fails the check.
 pub fn run(runner: impl Fn(&'static str) -> Runner) -> Report {
-    let mut report = Report::new("simulated (SimRpc)");
-    for check in checks().iter().filter(|check| selected(check.name)) {
-        let body = move |world: World| async move {
-            match check.run_on(&SimulatedRpc::new(world)).await {
-                Verdict::Failed(why) => Err(why),
-                Verdict::Passed | Verdict::NotApplicable(_) => Ok(()),
-            }
-        };
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(check.name).run(body)));
-        let verdict = match ran {
-            Ok(()) => Verdict::Passed,
-            Err(panic) => Verdict::Failed(crate::contract::panic_message(&panic)),
-        };
-        report.push(check.name, verdict);
-    }
-    report
+    let make = |world| -> Box<dyn RpcHarness> { Box::new(SimulatedRpc::new(world)) };
+    crate::contract::run_simulated("simulated (SimRpc)", checks(), make, runner)
 }
