@@ -94,10 +94,10 @@ impl MessageFault {
 /// The message faults in force in one simulated world, shared by its hosts. Heartbeats
 /// (`lymph.ping`) are never matched unless a fault names that subject.
 ///
-/// It also counts, per pair of hosts, the faults that may have made the network drop a message
-/// between them (a partition, one way or both, or loss): turmoil does not retransmit, so a
-/// connection that lost a segment stalls for good, while a connection whose link was never cut
-/// can only be slow, and a real TCP connection would never give up on it.
+/// It also counts, per pair of hosts, the faults that made the network drop messages between
+/// them (one-way partitions): turmoil does not retransmit what it drops, so a connection that
+/// lost a segment stalls for good, while a connection whose link never dropped can only be late,
+/// and a real TCP connection would never give up on it.
 #[derive(Clone, Default)]
 pub struct MessageFaults {
     rules: Arc<Mutex<Vec<MessageFault>>>,

@@ -11,10 +11,10 @@
 //! no frames is a keepalive: the connecting side sends one every
 //! [`HEARTBEAT_INTERVAL`](super::HEARTBEAT_INTERVAL) and the listening side answers it. A
 //! connection that stays silent for [`SESSION_TIMEOUT`](super::SESSION_TIMEOUT) after its link
-//! was partitioned or made lossy is dropped and the next send connects afresh: turmoil does not
-//! retransmit, so such a connection may have lost a message and stalled for good. A connection
-//! whose link was only slowed is kept however long it stays silent, as a TCP connection is, and
-//! its messages arrive late, never lost.
+//! dropped segments for good ([`World::partition_oneway`](crate::World::partition_oneway)) is
+//! dropped and the next send connects afresh, since such a connection may have stalled for good.
+//! A connection whose link was partitioned, lossy or slowed holds what it carries, as TCP does,
+//! and is kept however long it stays silent: its messages arrive late, never lost.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -206,9 +206,9 @@ struct State {
 ///
 /// It keeps one outgoing connection per destination, connecting lazily and once more when
 /// writing fails, and accepts connections from peers on its port. A connection to a crashed peer
-/// is noticed when it closes; one cut by a partition when its keepalives stop (see the module
-/// docs); messages written to it in between are lost, which the container's timeouts handle.
-/// On a slow link nothing is lost: messages arrive late.
+/// is noticed when it closes. Across a partition, a lossy or a slow link nothing is lost:
+/// messages arrive late, when the link lets them through; only a one-way partition, which drops,
+/// ends a connection by its keepalives stopping (see the module docs).
 /// Every message sent and received is recorded on the timeline (kind and subject from the
 /// frames, trace id from the headers), and so is every request its container gave up waiting for
 /// (a `timeout` entry, see [`RpcTransport::gave_up`]).
@@ -328,11 +328,11 @@ impl Inner {
     }
 }
 
-/// Whether the link under a connection was cut (partitioned, or made lossy) since the connection
-/// was made. turmoil does not retransmit: a connection that lost a message stalls for good, so
-/// silence on it means it is broken. A connection whose link was never cut can only be slow (its
-/// link's latency was raised), and a real TCP connection does not give up on a slow link: it
-/// delivers late. Only silence after a cut drops a connection.
+/// Whether the link under a connection dropped segments for good (a one-way partition) since the
+/// connection was made. turmoil does not retransmit what it drops: such a connection may stall
+/// for good, so silence on it means it is broken. Any other link (partitioned, lossy or slowed)
+/// holds what it carries, and a real TCP connection does not give up on it: it delivers late.
+/// Only silence after a drop ends a connection.
 struct Cut {
     faults: MessageFaults,
     hosts: (String, String),
