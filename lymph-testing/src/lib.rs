@@ -30,6 +30,7 @@ pub mod contract;
 mod loss;
 #[cfg(feature = "real-infra")]
 mod real;
+mod record;
 mod runner;
 mod wait;
 mod world;
@@ -45,6 +46,7 @@ pub use cluster::{Cluster, Embedded, FAULTS};
 pub use loss::LOSS_INTERVAL;
 #[cfg(feature = "real-infra")]
 pub use real::{FaultProxy, Real};
+pub use record::RecordingRpc;
 pub use runner::{
     BASE_SEED_VAR, DETERMINISM_VAR, NUM_VAR, RunReport, Runner, SEED_VAR, SHARD_VAR, TIMELINE_VAR, TestOutcome,
 };

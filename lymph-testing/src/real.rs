@@ -26,7 +26,7 @@ use lymph_core::{Container, ContainerBuilder, Error};
 use lymph_transports::{AmqpConfig, AmqpEvents, ZkConfig, ZkRegistry, ZmqRpc};
 
 use crate::cluster::Instances;
-use crate::{BROKER_HOST, Cluster, REGISTRY_HOST};
+use crate::{BROKER_HOST, Cluster, REGISTRY_HOST, Timeline};
 
 /// A cluster on real ZeroMQ, RabbitMQ and ZooKeeper, in a namespace of its own.
 pub struct Real {
@@ -43,6 +43,10 @@ pub struct Real {
     crashed: RefCell<Vec<Container>>,
     /// The links between running instances, one proxy per direction: `(from, to)`.
     peer_links: RefCell<BTreeMap<(String, String), FaultProxy>>,
+    /// What every transport the cluster made carried (see [`Real::timeline`]).
+    timeline: Timeline,
+    /// When the cluster was made: the timeline's zero.
+    origin: std::time::Instant,
 }
 
 /// An instance's connections to the outside, each through a [`FaultProxy`] of its own.
@@ -94,6 +98,8 @@ impl Real {
             factories: RefCell::default(),
             crashed: RefCell::default(),
             peer_links: RefCell::default(),
+            timeline: Timeline::new(),
+            origin: std::time::Instant::now(),
         })
     }
 
@@ -169,7 +175,22 @@ impl Real {
     pub async fn connect(&self, builder: ContainerBuilder) -> Result<ContainerBuilder, Error> {
         let events = AmqpEvents::connect(AmqpConfig::new(self.amqp.clone())).await?;
         let registry = ZkRegistry::connect(ZkConfig::new(self.zookeeper.clone())).await?;
-        Ok(builder.rpc(ZmqRpc::default()).events(events).registry(registry))
+        Ok(builder
+            .rpc_arc(self.recorded(crate::TEST_HOST, Arc::new(ZmqRpc::default())))
+            .events(events)
+            .registry(registry))
+    }
+
+    /// The RPC traffic of the run so far, recorded at every transport the cluster made (hosts:
+    /// the instance names, and `test` for clients), with the wall time since the cluster was made:
+    /// the timeline checkers ([`check`](crate::check)) read it as they read a simulated run's.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// `rpc`, recording onto the cluster's timeline as `host`.
+    fn recorded(&self, host: &str, rpc: Arc<ZmqRpc>) -> Arc<dyn lymph_core::RpcTransport> {
+        Arc::new(crate::RecordingRpc::new(rpc, host, self.timeline.clone(), self.origin))
     }
 
     /// Starts the instance `name` with its links to the registry and the broker each through a
@@ -200,7 +221,7 @@ impl Real {
                 self.peer_links.borrow_mut().insert((name.to_owned(), other.clone()), proxy);
             }
         }
-        let container = factory().rpc_arc(rpc.clone()).events(events).registry(zk).start().await?;
+        let container = factory().rpc_arc(self.recorded(name, rpc.clone())).events(events).registry(zk).start().await?;
         if let Some(endpoint) = rpc.endpoint() {
             for (other, other_rpc) in &others {
                 let proxy = proxy(endpoint.trim_start_matches("tcp://").to_owned()).await?;

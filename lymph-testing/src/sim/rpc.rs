@@ -16,7 +16,7 @@
 //! A connection whose link was partitioned, lossy or slowed holds what it carries, as TCP does,
 //! and is kept however long it stays silent: its messages arrive late, never lost.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use lymph_core::rpc::{ClientRequest, DEFAULT_MAX_MESSAGE_SIZE, Frames, Inbox, Incoming, RpcTransport};
-use lymph_core::{Error, Headers, Result};
+use lymph_core::{Error, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use turmoil::net::tcp::OwnedReadHalf;
@@ -36,14 +36,13 @@ use super::SESSION_TIMEOUT;
 use super::SimHost;
 use super::wire::{self, AbortOnDrop, Link, Liveness};
 use super::{FaultAction, MessageFaults};
-use crate::timeline::{Direction, Entry, Timeline};
+use crate::record::Recorder;
+use crate::timeline::Direction;
 
 /// The most frames a message may have.
 const MAX_FRAMES: u32 = 64;
 /// How many messages an inbox holds before the connections feeding it wait.
 const INBOX_CAPACITY: usize = 4096;
-/// How many request subjects are remembered to annotate replies on the timeline.
-const SUBJECTS_REMEMBERED: usize = 4096;
 
 fn encode_frames(frames: &[Bytes]) -> Vec<u8> {
     let body = 4 + frames.iter().map(|f| 4 + f.len()).sum::<usize>();
@@ -99,93 +98,6 @@ fn read_frames(r: &mut OwnedReadHalf) -> BoxFuture<'_, io::Result<Option<Frames>
     })
 }
 
-/// The subjects of the last [`SUBJECTS_REMEMBERED`] requests, by message id: forgets the oldest
-/// in constant time.
-#[derive(Debug, Default)]
-struct Subjects {
-    by_id: HashMap<String, String>,
-    order: VecDeque<String>,
-}
-
-impl Subjects {
-    fn remember(&mut self, id: String, subject: String) {
-        if self.by_id.insert(id.clone(), subject).is_none() {
-            self.order.push_back(id);
-        }
-        if self.order.len() > SUBJECTS_REMEMBERED
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.by_id.remove(&oldest);
-        }
-    }
-}
-
-/// The first 8 characters of a message id, as the timeline shows it.
-fn short(id: &str) -> &str {
-    id.char_indices().nth(8).map_or(id, |(cut, _)| &id[..cut])
-}
-
-/// How the timeline shows the subject of a reply (or a give-up) to request `id`: the request's
-/// subject, when known, and the request's short id.
-fn reply_subject(request: &str, id: &str) -> String {
-    if request.is_empty() { format!("(re {})", short(id)) } else { format!("{request} (re {})", short(id)) }
-}
-
-/// Writes RPC traffic onto the timeline, annotating replies with their request's subject.
-#[derive(Debug, Clone)]
-struct Recorder {
-    host: String,
-    timeline: Timeline,
-    subjects: Arc<Mutex<Subjects>>,
-}
-
-impl Recorder {
-    /// Records a message and returns its kind and the subject faults match on: the request's
-    /// subject, also for a reply.
-    fn record(&self, frames: &[Bytes], direction: Direction, detail: String) -> (String, String) {
-        let text = |i: usize| frames.get(i).map(|f| String::from_utf8_lossy(f)).unwrap_or_default();
-        let (id, kind, raw_subject) = (text(0), text(1), text(2));
-        let kind: String = match kind.char_indices().nth(16) {
-            None if kind.is_empty() => "?".into(),
-            None => kind.into_owned(),
-            Some((cut, _)) => kind[..cut].to_owned(),
-        };
-        let trace = frames.get(3).and_then(|h| Headers::peek_trace_id(h)).map(str::to_owned);
-        if kind == "REQ" {
-            let (id, subject) = (id.into_owned(), raw_subject.into_owned());
-            self.subjects().remember(id.clone(), subject.clone());
-            let entry =
-                Entry::now(&self.host, kind.clone(), subject.clone()).detail(format!("{detail} id={}", short(&id)));
-            self.timeline.record(entry.trace(trace).direction(direction).id(id));
-            (kind, subject)
-        } else {
-            let request = self.subjects().by_id.get(raw_subject.as_ref()).cloned().unwrap_or_default();
-            let shown = reply_subject(&request, &raw_subject);
-            let entry = Entry::now(&self.host, kind.clone(), shown).detail(detail).re(raw_subject.into_owned());
-            self.timeline.record(entry.trace(trace).direction(direction));
-            (kind, request)
-        }
-    }
-
-    fn subjects(&self) -> MutexGuard<'_, Subjects> {
-        self.subjects.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Records that this host gave up waiting for a reply to `request`: a `timeout` entry with
-    /// the request's id as `re`, its subject written as a reply's.
-    fn gave_up(&self, request: &ClientRequest<'_>, waited: Duration) {
-        let entry = Entry::now(&self.host, "timeout", reply_subject(request.subject, request.id))
-            .trace(Some(request.trace_id))
-            .detail(format!("no reply from {} within {waited:?}", request.endpoint))
-            .re(request.id);
-        self.timeline.record(entry);
-    }
-
-    fn note(&self, kind: &str, subject: &str, detail: String) {
-        self.timeline.record(Entry::now(&self.host, kind, subject).detail(detail));
-    }
-}
-
 #[derive(Debug)]
 struct Connection {
     id: u64,
@@ -238,11 +150,7 @@ impl SimRpc {
             host: host.clone(),
             endpoint: format!("tcp://{}:{port}", host.name()),
             port,
-            recorder: Recorder {
-                host: host.name().to_owned(),
-                timeline: host.timeline().clone(),
-                subjects: Arc::default(),
-            },
+            recorder: Recorder::new(host.name(), host.timeline().clone(), None),
             state: Arc::default(),
         };
         Self { inner: Arc::new(inner) }
