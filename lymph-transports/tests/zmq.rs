@@ -393,27 +393,33 @@ async fn callers_that_are_gone_delay_no_heartbeat_to_a_live_peer() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_peer_that_never_reads_holds_at_most_the_queue_bound() {
-    // A "peer" that completes the handshake and then never reads: what is sent to it fills the
-    // kernel's buffers, then waits in the service, up to the bound; the rest is not sent.
+/// A "peer" on loopback that completes the handshake, announcing its endpoint as its identity
+/// (what lymph's messages are addressed to), and then never reads: its endpoint, and its
+/// connection once accepted, kept open by whoever holds it.
+async fn deaf_peer() -> (String, tokio::sync::oneshot::Receiver<tokio::net::TcpStream>) {
     use tokio::io::AsyncWriteExt;
-    const LIMIT: usize = 1 << 20;
-    const MESSAGE: usize = 64 << 10;
-    const MESSAGES: usize = 600;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let deaf = format!("tcp://{}", listener.local_addr().unwrap());
-    let identity = deaf.clone();
+    let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
+    let identity = endpoint.clone();
     let (accepted, held) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         let mut reply = greeting();
-        // The identity a lymph peer announces: its endpoint, which messages are addressed to.
         reply.extend(ready(&identity));
         stream.write_all(&reply).await.unwrap();
-        // Kept open, never read.
         let _ = accepted.send(stream);
     });
+    (endpoint, held)
+}
+
+#[tokio::test]
+async fn a_peer_that_never_reads_holds_at_most_the_queue_bound() {
+    // A "peer" that completes the handshake and then never reads: what is sent to it fills the
+    // kernel's buffers, then waits in the service, up to the bound; the rest is not sent.
+    const LIMIT: usize = 1 << 20;
+    const MESSAGE: usize = 64 << 10;
+    const MESSAGES: usize = 600;
+    let (deaf, held) = deaf_peer().await;
     let rpc = std::sync::Arc::new(ZmqRpc::new(ZmqConfig::new().with_max_queued_bytes(LIMIT)));
     let (endpoint, inbox) = rpc.bind().await.unwrap();
     let mut inbox = drain(inbox);
@@ -515,7 +521,6 @@ async fn a_connection_that_never_completes_the_handshake_is_closed() {
 #[tokio::test]
 async fn peers_that_never_read_hold_at_most_the_total_bound_between_them() {
     // Three peers that never read, each under its own bound, all three over the total one.
-    use tokio::io::AsyncWriteExt;
     const MESSAGE: usize = 64 << 10;
     let rpc = std::sync::Arc::new(ZmqRpc::new(
         ZmqConfig::new().with_max_queued_bytes(usize::MAX).with_max_queued_bytes_total(1 << 20),
@@ -524,17 +529,8 @@ async fn peers_that_never_read_hold_at_most_the_total_bound_between_them() {
     let mut streams = Vec::new();
     let mut deaf = Vec::new();
     for _ in 0..3 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let identity = format!("tcp://{}", listener.local_addr().unwrap());
-        deaf.push(identity.clone());
-        let (accepted, held) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut reply = greeting();
-            reply.extend(ready(&identity));
-            stream.write_all(&reply).await.unwrap();
-            let _ = accepted.send(stream);
-        });
+        let (endpoint, held) = deaf_peer().await;
+        deaf.push(endpoint);
         streams.push(held);
     }
     let body = Bytes::from(vec![b'x'; MESSAGE]);

@@ -32,18 +32,10 @@ impl RpcHarness for EmbeddedRpc {
     fn peer(&self) -> LocalBoxFuture<'_, Result<Peer, Error>> {
         Box::pin(async move {
             let rpc = Arc::new(self.network.rpc());
-            let (endpoint, mut inbox) = rpc.bind().await?;
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(async move {
-                while let Some(incoming) = inbox.recv().await {
-                    if tx.send(incoming).is_err() {
-                        return;
-                    }
-                }
-            });
+            let (endpoint, inbox) = rpc.bind().await?;
             let mut peers = self.peers.borrow_mut();
             peers.push(rpc);
-            Ok(Peer { index: peers.len() - 1, endpoint, inbox: tokio::sync::Mutex::new(rx) })
+            Ok(Peer::reading(peers.len() - 1, endpoint, inbox))
         })
     }
 

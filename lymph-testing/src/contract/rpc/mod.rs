@@ -38,6 +38,22 @@ pub struct Peer {
     pub inbox: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Incoming>>,
 }
 
+impl Peer {
+    /// A peer whose transport is bound at `endpoint`: what arrives at `inbox` is read all the
+    /// time, as a container does, and handed to the checks.
+    pub fn reading(index: usize, endpoint: String, mut inbox: lymph_core::rpc::Inbox) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(incoming) = inbox.recv().await {
+                if tx.send(incoming).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { index, endpoint, inbox: tokio::sync::Mutex::new(rx) }
+    }
+}
+
 /// What the RPC checks need of a backend.
 ///
 /// The fault methods are only called when [`Faults::lacks`] says the backend has that fault.
